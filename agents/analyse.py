@@ -1,0 +1,154 @@
+"""Analyse: resolve the model (local dir, HF cache or hub, or the catalog's facts) and derive the
+starting recipe for the chip from the chip profile and the model config: what a vendor image ships
+(python + the vendor torch) plus what the model and the engine need. Nothing here is tuned to pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from fr_agent.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
+from fr_agent.config import Settings
+from fr_agent.errors import UnknownModelError
+from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
+
+DEFAULT_MAX_MODEL_LEN = 32768  # FlagRelease's serving default; the repair loop lowers it when memory says so
+
+
+class Analysis(BaseModel):
+    model: ModelRef
+    chip: str
+    source: Literal["local", "fixture", "hub-or-cache", "catalog-facts"]
+    facts: ModelFacts
+    trust_remote_code: bool = False
+    weights_available: bool
+    license: str | None = None
+    recipe: Recipe
+    notes: list[str] = []
+
+
+def facts_from_config(config: dict, params_b: float | None = None) -> ModelFacts:
+    heads = config.get("num_attention_heads", 0)
+    hidden = config.get("hidden_size", 0)
+    layers = config.get("num_hidden_layers", 0)
+    vocab = config.get("vocab_size", 0)
+    estimate = (12 * layers * hidden * hidden + 2 * vocab * hidden) / 1e9
+    return ModelFacts(
+        architecture=(config.get("architectures") or ["unknown"])[0],
+        model_type=config.get("model_type", "unknown"),
+        dtype=str(config.get("dtype") or config.get("torch_dtype") or "bfloat16").replace("torch.", ""),
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=config.get("num_key_value_heads", heads), vocab_size=vocab,
+        max_position_embeddings=config.get("max_position_embeddings", 2048),
+        params_b=params_b if params_b is not None else round(estimate, 4),
+    )
+
+
+def hub_config(repo_id: str) -> dict | None:
+    """config.json from the HF cache or the hub; None when neither has it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text())
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError):
+        return None
+
+
+def local_snapshot(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError):
+        return None
+
+
+def resolve_model(name: str, catalog: Catalog, settings: Settings) -> tuple[ModelRef, str, ModelFacts, ModelEntry | None, bool]:
+    path = Path(name).expanduser()
+    looks_like_path = name.startswith((".", "/", "~")) or path.exists()
+    if looks_like_path:
+        config = path / "config.json"
+        if not path.is_dir():
+            raise UnknownModelError(f"local model directory {name} does not exist")
+        if not config.exists():
+            raise UnknownModelError(f"local model directory {name} has no config.json")
+        ref = ModelRef(name=path.name, path=str(path.resolve()))
+        return ref, "local", facts_from_config(json.loads(config.read_text())), None, True
+    entry = catalog.model(name)
+    repo_id = entry.repo_id if entry else name
+    if entry and entry.fixture == "tiny-llama":
+        from fr_agent.tiny_model import ensure_tiny_llama
+
+        snapshot = ensure_tiny_llama(settings.hf_home, repo_id)
+        facts = facts_from_config(json.loads((snapshot / "config.json").read_text()), entry.facts.params_b)
+        return ModelRef(name=entry.name, repo_id=repo_id, path=str(snapshot)), "fixture", facts, entry, True
+    if "/" not in repo_id and entry is None:
+        raise UnknownModelError(
+            f"unknown model {name!r}: not in the catalog (see `fr-agent models`), not a local directory, "
+            "and not an org/name hub id")
+    config = hub_config(repo_id)
+    if config is None and entry is None:
+        raise UnknownModelError(f"unknown model {name!r}: not in the catalog and not found in the HF cache or on the hub")
+    if config is None:
+        return ModelRef(name=entry.name, repo_id=repo_id), "catalog-facts", entry.facts, entry, False
+    snapshot = local_snapshot(repo_id) if os.environ.get("HF_HUB_OFFLINE") else None
+    facts = facts_from_config(config, entry.facts.params_b if entry else None)
+    ref = ModelRef(name=entry.name if entry else repo_id, repo_id=repo_id, path=str(snapshot) if snapshot else None)
+    return ref, "hub-or-cache", facts, entry, snapshot is not None or not os.environ.get("HF_HUB_OFFLINE")
+
+
+def pick_dtype(model_dtype: str, chip: ChipProfile) -> str:
+    preferred = [model_dtype, "bfloat16", "float16", "float32"]
+    return next(d for d in preferred if d in chip.dtypes)
+
+
+def tensor_parallel_size(facts: ModelFacts, chip: ChipProfile) -> int | None:
+    """Next power of two of ceil(weights GB x 1.2 / card GB), as FlagRelease sizes TP."""
+    if not chip.memory_gib_per_card:
+        return None
+    weights_gb = facts.params_b * (4 if facts.dtype == "float32" else 2)
+    cards = max(1, math.ceil(weights_gb * 1.2 / chip.memory_gib_per_card))
+    return 1 << (cards - 1).bit_length()
+
+
+def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust_remote_code: bool,
+                    with_flaggems: bool = False) -> Recipe:
+    torch_pin = PackagePin(name=chip.torch.package, version=chip.torch.version)
+    engine_pins = [PackagePin(name=n, version=v or None) for n, _, v in (p.partition("==") for p in chip.engine.packages)]
+    engine_args: dict = {"max_model_len": min(facts.max_position_embeddings, DEFAULT_MAX_MODEL_LEN)}
+    tp = tensor_parallel_size(facts, chip)
+    if tp and tp > 1:
+        engine_args["tensor_parallel_size"] = tp
+    if trust_remote_code:
+        engine_args["trust_remote_code"] = True
+    env = {}
+    if chip.engine.plugin:
+        env["VLLM_PLUGINS"] = chip.engine.plugin
+    if with_flaggems and chip.gems_vendor:
+        env["GEMS_VENDOR"] = chip.gems_vendor
+    return Recipe(
+        model=model, chip=chip.name, base_image=chip.base_image, torch_device=chip.torch_device,
+        dtype=pick_dtype(facts.dtype, chip), packages=[torch_pin, *engine_pins], env=env,
+        operators=OperatorPlan(backend="flaggems" if with_flaggems else "torch"),
+        serve=ServePlan(engine=chip.engine.name, engine_args=engine_args),
+    )
+
+
+def analyse(model_name: str, chip_name: str, catalog: Catalog, settings: Settings, *, with_flaggems: bool = False) -> Analysis:
+    chip = catalog.chip(chip_name)
+    model, source, facts, entry, weights = resolve_model(model_name, catalog, settings)
+    trust = bool(entry and entry.trust_remote_code)
+    notes = []
+    if facts.num_attention_heads and facts.hidden_size // facts.num_attention_heads < 32 and chip.name == "cpu":
+        notes.append("head_dim < 32: vLLM's CPU attention needs head_dim >= 32")
+    recipe = starting_recipe(model, facts, chip, trust, with_flaggems)
+    return Analysis(model=model, chip=chip.name, source=source, facts=facts, trust_remote_code=trust,
+                    weights_available=weights, license=entry.license if entry else None, recipe=recipe, notes=notes)

@@ -1,0 +1,246 @@
+"""The repair loop as a langgraph graph, checkpointed per run in SQLite.
+
+analyse → precheck → run_stage ⟲ → (failure) diagnose → plan → approve → apply_fix → verify_fix → run_stage …
+                               → (all stages pass) evaluate → publish → finish
+Limits live in Settings; counters live in the state. Every node emits one or more transcript events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from fr_agent.agents.analyse import analyse
+from fr_agent.agents.precheck import precheck
+from fr_agent.agents.publish import publish
+from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext, StageResult, run_stage
+from fr_agent.catalog import Catalog
+from fr_agent.config import Settings
+from fr_agent.errors import ToolRejected
+from fr_agent.evals.consistency import evaluate
+from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
+from fr_agent.playbooks.planner import Planner
+from fr_agent.recipe import STAGES, Recipe
+from fr_agent.sandboxes.base import Sandbox
+from fr_agent.tools import TOOLS, ToolCall, validate_call
+from fr_agent.transcript import Transcript
+
+
+class RunState(TypedDict, total=False):
+    request: dict
+    analysis: dict
+    recipe: dict
+    recipe_before_fix: dict | None
+    attempt: int
+    passed: list[str]
+    failure: dict | None
+    diagnosis: dict | None
+    pending: dict | None
+    tried: list[str]
+    fixes: list[dict]
+    fixed_signature: str | None
+    status: str
+    reason: str
+    eval: dict | None
+    publish_dir: str | None
+
+
+@dataclass
+class Runtime:
+    """What the nodes use but the checkpoint does not hold."""
+
+    run_id: str
+    run_dir: Path
+    settings: Settings
+    catalog: Catalog
+    sandbox: Sandbox
+    planner: Planner
+    transcript: Transcript
+    auto_approve: bool
+    live: Live = field(default_factory=Live)
+
+    def ctx(self, state: RunState) -> StageContext:
+        facts = state["analysis"]["facts"]
+        return StageContext(sandbox=self.sandbox, settings=self.settings, live=self.live,
+                            model_type=facts["model_type"], trust_remote_code=state["analysis"]["trust_remote_code"])
+
+
+def build_graph(rt: Runtime):
+    emit = rt.transcript.emit
+
+    def without_dead_server(passed: list[str]) -> list[str]:
+        """A resumed run has no engine process: stages whose result was that process run again."""
+        if rt.live.server is not None and rt.live.server.alive():
+            return passed
+        return [s for s in passed if s not in LIVE_STAGES]
+
+    def stop(status: str, reason: str) -> Command:
+        return Command(update={"status": status, "reason": reason}, goto="finish")
+
+    def analyse_model(state: RunState) -> Command[Literal["precheck"]]:
+        req = state["request"]
+        result = analyse(req["model"], req["chip"], rt.catalog, rt.settings, with_flaggems=req.get("with_flaggems", False))
+        emit("analysis", model=result.model.model_dump(), chip=result.chip, source=result.source,
+             facts=result.facts.model_dump(), notes=result.notes, recipe=result.recipe.model_dump())
+        return Command(update={"analysis": result.model_dump(mode="json"), "recipe": result.recipe.model_dump(),
+                               "attempt": 1, "passed": [], "tried": [], "fixes": []}, goto="precheck")
+
+    def check_environment(state: RunState) -> Command[Literal["run_stage", "finish"]]:
+        from fr_agent.agents.analyse import Analysis
+
+        analysis = Analysis.model_validate(state["analysis"])
+        result = precheck(analysis, rt.catalog.chip(analysis.chip), rt.settings, list(getattr(rt.sandbox, "find_links", [])))
+        emit("precheck", ok=result.ok, checks=[c.model_dump() for c in result.checks])
+        if not result.ok:
+            return stop("precheck_failed", "; ".join(f"{c.name}: {c.detail}" for c in result.failures()))
+        recipe = Recipe.model_validate(state["recipe"])
+        model = recipe.model.model_copy(update={"path": result.model_path})
+        return Command(update={"recipe": recipe.model_copy(update={"model": model}).model_dump()}, goto="run_stage")
+
+    def run_next_stage(state: RunState) -> Command[Literal["run_stage", "diagnose", "evaluate"]]:
+        recipe = Recipe.model_validate(state["recipe"])
+        passed = without_dead_server(state["passed"])
+        stage = next(s for s in STAGES if s not in passed)
+        result = run_stage(stage, recipe, rt.ctx(state))
+        emit("stage", attempt=state["attempt"], **result.model_dump())
+        if not result.ok:
+            return Command(update={"failure": result.model_dump(), "passed": passed}, goto="diagnose")
+        passed = [*passed, stage]
+        return Command(update={"passed": passed, "failure": None},
+                       goto="evaluate" if len(passed) == len(STAGES) else "run_stage")
+
+    def diagnose(state: RunState) -> Command[Literal["plan", "finish"]]:
+        failure = StageResult.model_validate(state["failure"])
+        diagnosis = (diagnose_log(Path(failure.log_path), failure.stage, timed_out=failure.timed_out)
+                     if failure.log_path and Path(failure.log_path).exists()
+                     else diagnose_text(failure.detail, failure.stage, timed_out=failure.timed_out))
+        emit("diagnosis", attempt=state["attempt"], **diagnosis.model_dump())
+        update = {"diagnosis": diagnosis.model_dump()}
+        if diagnosis.signature == state.get("fixed_signature"):
+            return Command(update={**update, "status": "failed",
+                                   "reason": f"{failure.stage}: the failure survived its fix ({diagnosis.evidence[-1]})"},
+                           goto="finish")
+        if diagnosis.category == "unrepairable":
+            return Command(update={**update, "status": "failed",
+                                   "reason": f"{failure.stage}: unrepairable: {diagnosis.explanation}"}, goto="finish")
+        if state["attempt"] >= rt.settings.limits.max_attempts or len(state["fixes"]) >= rt.settings.limits.max_fixes:
+            return Command(update={**update, "status": "failed",
+                                   "reason": f"limits reached after {state['attempt']} attempts"}, goto="finish")
+        return Command(update=update, goto="plan")
+
+    def plan(state: RunState) -> Command[Literal["approve", "finish"]]:
+        diagnosis = Diagnosis.model_validate(state["diagnosis"])
+        tried = set(state["tried"])
+        rejected = []
+        for call in rt.planner.propose(diagnosis, tried)[: rt.settings.limits.max_candidates_per_failure]:
+            try:
+                tool, args = validate_call(call)
+                call = ToolCall(tool=tool.name, args=args.model_dump(exclude_none=True))
+                if call.key() in tried:
+                    continue
+                tool.admit(args, Recipe.model_validate(state["recipe"]), rt.sandbox)
+            except ToolRejected as err:
+                rejected.append(str(err))
+                emit("tool_call", attempt=state["attempt"], status="rejected", tool=call.tool, args=call.args, error=str(err))
+                continue
+            emit("plan", attempt=state["attempt"], planner=rt.planner.name, tool=call.tool, args=call.args,
+                 explanation=diagnosis.explanation, evidence=diagnosis.evidence)
+            return Command(update={"pending": call.model_dump()}, goto="approve")
+        failure = state["failure"]["stage"]
+        if rejected:
+            return stop("failed", f"planner proposed an invalid tool call: {rejected[-1]}")
+        return stop("failed", f"{failure}: no untried fix for: {diagnosis.evidence[-1] if diagnosis.evidence else diagnosis.explanation}")
+
+    def approve(state: RunState) -> Command[Literal["apply_fix", "plan"]]:
+        call = ToolCall.model_validate(state["pending"])
+        if rt.auto_approve:
+            return Command(goto="apply_fix")
+        answer: dict[str, Any] = interrupt({"call": call.model_dump(), "diagnosis": state["diagnosis"]})
+        decision = answer.get("decision", "decline")
+        if decision == "decline":
+            emit("tool_call", attempt=state["attempt"], status="declined", tool=call.tool, args=call.args)
+            return Command(update={"tried": [*state["tried"], call.key()], "pending": None}, goto="plan")
+        if decision == "edit":
+            edited = ToolCall(tool=call.tool, args=answer["args"])
+            try:
+                validate_call(edited)
+            except ToolRejected as err:
+                emit("tool_call", attempt=state["attempt"], status="rejected", tool=call.tool, args=edited.args, error=str(err))
+                return Command(update={"tried": [*state["tried"], call.key()], "pending": None}, goto="plan")
+            return Command(update={"pending": edited.model_dump()}, goto="apply_fix")
+        return Command(goto="apply_fix")
+
+    def apply_fix(state: RunState) -> Command[Literal["verify_fix"]]:
+        call = ToolCall.model_validate(state["pending"])
+        tool, args = validate_call(call)
+        before = Recipe.model_validate(state["recipe"])
+        after = tool.apply(before, args)
+        emit("tool_call", attempt=state["attempt"], status="applied", tool=call.tool, args=call.args,
+             change=after.changes[-1].summary)
+        return Command(update={"recipe": after.model_dump(), "recipe_before_fix": before.model_dump()}, goto="verify_fix")
+
+    def verify_fix(state: RunState) -> Command[Literal["run_stage", "plan"]]:
+        call = ToolCall.model_validate(state["pending"])
+        tool, args = validate_call(call)
+        recipe = Recipe.model_validate(state["recipe"])
+        verification = tool.verify(rt.sandbox, recipe, args, rt.settings)
+        emit("verification", attempt=state["attempt"], tool=call.tool, args=call.args, **verification.model_dump())
+        failed_stage = state["failure"]["stage"]
+        rerun = min(STAGES.index(tool.rerun_from(args)), STAGES.index(failed_stage))
+        common = {"tried": [*state["tried"], call.key()], "pending": None, "passed": list(STAGES[:rerun])}
+        if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
+            return Command(update={**common, "recipe": state["recipe_before_fix"]}, goto="plan")
+        fix = {"tool": call.tool, "args": call.args, "attempt": state["attempt"], "verified": True,
+               "detail": verification.detail, "for_stage": failed_stage, "signature": state["diagnosis"]["signature"]}
+        return Command(update={**common, "fixes": [*state["fixes"], fix], "attempt": state["attempt"] + 1,
+                               "fixed_signature": state["diagnosis"]["signature"]}, goto="run_stage")
+
+    def evaluate_migration(state: RunState) -> Command[Literal["publish", "finish", "run_stage"]]:
+        if without_dead_server(state["passed"]) != state["passed"]:
+            return Command(update={"passed": without_dead_server(state["passed"])}, goto="run_stage")
+        recipe = Recipe.model_validate(state["recipe"])
+        backend = f"{recipe.serve.engine} {recipe.dtype} in the {rt.sandbox.name} sandbox ({recipe.chip})"
+        try:
+            report = evaluate(recipe.model.path, rt.live.server.url, migrated_backend=backend,
+                              new_tokens=rt.settings.eval.max_new_tokens, threshold_pct=rt.settings.eval.threshold_pct)
+        except Exception as err:  # a crashed metric fails the gate; it is reported, not raised
+            emit("eval", attempt=state["attempt"], gate_passed=False, error=f"{type(err).__name__}: {err}")
+            return stop("eval_failed", f"eval crashed: {type(err).__name__}: {err}")
+        summary = report.summary()
+        emit("eval", attempt=state["attempt"], **summary)
+        (rt.run_dir / "eval.json").write_text(report.model_dump_json(indent=2))
+        if not report.gate_passed:
+            return Command(update={"eval": summary, "status": "eval_failed", "reason": report.gate_reason}, goto="finish")
+        return Command(update={"eval": summary}, goto="publish")
+
+    def publish_release(state: RunState) -> Command[Literal["finish"]]:
+        from fr_agent.evals.report import EvalReport
+
+        recipe = Recipe.model_validate(state["recipe"])
+        report = EvalReport.model_validate_json((rt.run_dir / "eval.json").read_text())
+        chip = rt.catalog.chip(recipe.chip)
+        result = publish(recipe, report, rt.run_dir / "publish", run_id=rt.run_id, chip_description=chip.description,
+                         license=state["analysis"].get("license") or "apache-2.0")
+        emit("publish", out_dir=str(result.out_dir), files=[str(f) for f in result.files])
+        return Command(update={"publish_dir": str(result.out_dir), "status": "passed", "reason": "migrated, evaluated, published"},
+                       goto="finish")
+
+    def finish(state: RunState) -> Command[Literal["__end__"]]:
+        rt.live.stop_server()
+        emit("run_finished", attempt=state.get("attempt", 0), status=state["status"], reason=state["reason"],
+             fixes=state.get("fixes", []), passed=state.get("passed", []))
+        return Command(goto=END)
+
+    graph = StateGraph(RunState)
+    for name, node in [("analyse", analyse_model), ("precheck", check_environment), ("run_stage", run_next_stage),
+                       ("diagnose", diagnose), ("plan", plan), ("approve", approve), ("apply_fix", apply_fix),
+                       ("verify_fix", verify_fix), ("evaluate", evaluate_migration), ("publish", publish_release),
+                       ("finish", finish)]:
+        graph.add_node(name, node)
+    graph.add_edge(START, "analyse")
+    return graph
+

@@ -1,0 +1,2 @@
+"""fr-agent: move LLMs onto new AI chips."""
+__version__ = "0.1.0"

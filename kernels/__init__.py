@@ -1,0 +1,35 @@
+"""Triton kernels that fr-agent can swap in for failing operators.
+
+Each kernel lives in its own file, imports only torch and triton, and is
+loaded by file path (sandbox venvs do not have fr_agent installed). A file
+``<op>.py`` defines ``<op>(...)`` (the Triton-backed wrapper) and
+``<op>_reference(...)`` (a torch reference computed in float32).
+
+Nothing heavy is imported here: torch and triton load only when a kernel
+file itself is imported.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+#: op name -> kernel file, relative to this directory.
+KERNELS: dict[str, str] = {
+    "rms_norm": "rms_norm.py",
+    "silu_and_mul": "silu_and_mul.py",
+}
+
+KERNELS_DIR = pathlib.Path(__file__).resolve().parent
+
+
+def kernel_path(op: str) -> pathlib.Path:
+    """Absolute path of the kernel file for ``op``; KeyError if there is none."""
+    try:
+        return KERNELS_DIR / KERNELS[op]
+    except KeyError:
+        raise KeyError(
+            f"no kernel registered for op {op!r}; known: {sorted(KERNELS)}"
+        ) from None
+
+
+__all__ = ["KERNELS", "KERNELS_DIR", "kernel_path"]

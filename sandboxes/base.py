@@ -1,0 +1,61 @@
+"""The sandbox protocol: where a recipe is realized and its stages run.
+
+A sandbox owns an isolated Python environment, its own working dir and env vars. Commands run with
+a timeout; output is captured to a log file with only a bounded head and tail kept in memory, so a
+1 GB log costs no more than a small one. The local sandbox (venv) is the embedded default; a docker
+sandbox implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from fr_agent.recipe import Recipe
+
+
+class CommandResult(BaseModel):
+    argv: list[str]
+    returncode: int | None
+    timed_out: bool = False
+    duration_s: float
+    output: str = ""
+    output_bytes: int = 0
+    log_path: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+class Server(Protocol):
+    """A long-running process (the serving engine) started by a sandbox."""
+
+    url: str
+    log_path: Path
+
+    def alive(self) -> bool: ...
+    def stop(self) -> None: ...
+
+
+class Sandbox(Protocol):
+    name: str
+    workdir: Path
+
+    @property
+    def python(self) -> str: ...
+
+    def prepare(self, recipe: Recipe) -> CommandResult: ...
+
+    def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult: ...
+
+    def run(self, argv: Sequence[str], recipe: Recipe, *, timeout: float, log_name: str) -> CommandResult: ...
+
+    def start(self, argv: Sequence[str], recipe: Recipe, *, port: int, log_name: str) -> Server: ...
+
+    def probe(self, name: str) -> str:
+        """Path, inside the sandbox, of a probe script shipped in fr_agent/sandboxes/probes."""
+        ...

@@ -1,0 +1,220 @@
+"""LocalSandbox, the embedded default: one venv per run, packages installed by uv from a shared,
+hard-linked cache (a 3.5 GB vLLM stack installs in seconds the second time), its own working dir
+and environment, command timeouts and bounded output capture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import tempfile
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from uv import find_uv_bin
+
+from fr_agent.recipe import Recipe, normalize_name
+from fr_agent.sandboxes.base import CommandResult
+
+PROBES = Path(__file__).parent / "probes"
+HEAD_BYTES = 16_384
+# Host variables a sandbox inherits; everything else (tokens, keys, the agent's own env) stays out.
+PASSTHROUGH = ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+               "HF_HUB_OFFLINE", "HF_ENDPOINT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def bounded_output(log_path: Path, cap: int) -> tuple[str, int]:
+    """Head and tail of a log, at most `cap` bytes in memory, whatever the file's size."""
+    size = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("rb") as handle:
+        if size <= cap:
+            data = handle.read()
+        else:
+            head = handle.read(min(HEAD_BYTES, cap // 4))
+            handle.seek(size - (cap - len(head)))
+            data = head + f"\n... [{size - cap} bytes omitted] ...\n".encode() + handle.read()
+    return data.decode("utf-8", errors="replace"), size
+
+
+def pip_find_links() -> list[str]:
+    """Wheel dirs pip is configured with here (env or pip.conf): uv does not read pip's config."""
+    links = os.environ.get("PIP_FIND_LINKS", "").split()
+    try:
+        listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                                 text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        listing = ""
+    for line in listing.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith("find-links"):
+            links += value.strip().strip("'\"").split()
+    return list(dict.fromkeys(link for link in links if link))
+
+
+class LocalServer:
+    def __init__(self, process: subprocess.Popen, url: str, log_path: Path):
+        self.process, self.url, self.log_path = process, url, log_path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        stop_process_group(self.process, grace_s=15)
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float) -> None:
+    if process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class LocalSandbox:
+    name = "local"
+
+    def __init__(self, root: Path, cache_dir: Path, hf_home: Path, *, output_cap: int = 2_000_000,
+                 find_links: Sequence[str] = ()):
+        self.root = root
+        self.workdir = root / "work"
+        self.logs = root / "logs"
+        self.venv = root / "venv"
+        # Short on purpose: vLLM puts ZeroMQ IPC sockets in TMPDIR and socket paths stop at 107 bytes.
+        self.tmpdir = Path(tempfile.gettempdir()) / f"fr-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+        self.cache_dir = cache_dir
+        self.hf_home = hf_home
+        self.output_cap = output_cap
+        self.find_links = [*find_links, *pip_find_links()]
+        for path in (self.workdir, self.logs, cache_dir, self.tmpdir):
+            path.mkdir(parents=True, exist_ok=True)
+        self._stop_stale_server()
+
+    def _stop_stale_server(self) -> None:
+        """A killed fr-agent leaves its engine running; a resumed run stops it before starting anew."""
+        pidfile = self.logs / "server.pid"
+        if pidfile.exists():
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
+            pidfile.unlink()
+
+    @property
+    def python(self) -> str:
+        return str(self.venv / "bin" / "python")
+
+    def probe(self, name: str) -> str:
+        return str(PROBES / name)
+
+    def environment(self, recipe: Recipe) -> dict[str, str]:
+        env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
+        env.update(
+            PATH=f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            HOME=str(self.workdir), TMPDIR=str(self.tmpdir), VIRTUAL_ENV=str(self.venv),
+            HF_HOME=str(self.hf_home), PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1",
+        )
+        env.update(recipe.env)
+        return env
+
+    def _uv(self, *args: str, resolve: bool = False) -> list[str]:
+        links = [arg for link in self.find_links for arg in ("--find-links", link)] if resolve else []
+        return [find_uv_bin(), "pip", *args, "--python", self.python, *links]
+
+    def _uv_env(self, recipe: Recipe) -> dict[str, str]:
+        return {**self.environment(recipe), "UV_CACHE_DIR": str(self.cache_dir / "uv"), "UV_NO_PROGRESS": "1"}
+
+    def prepare(self, recipe: Recipe) -> CommandResult:
+        if (self.venv / "bin" / "python").exists():
+            return CommandResult(argv=["venv exists"], returncode=0, duration_s=0.0,
+                                 log_path=str(self.logs / "prepare.log"))
+        base_python = getattr(sys, "_base_executable", sys.executable)
+        return self._execute([find_uv_bin(), "venv", "--python", base_python, str(self.venv)],
+                             self._uv_env(recipe), timeout=300, log_name="prepare")
+
+    def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
+        """Install the recipe's pins, then uninstall what it removes: the same end state every time."""
+        result = self._execute(self._uv("install", *(p.requirement() for p in recipe.packages), resolve=True),
+                               self._uv_env(recipe), timeout=900, log_name=log_name)
+        present = self.installed(recipe)
+        removable = [name for name in recipe.removed if normalize_name(name) in present]
+        if result.ok and removable:
+            result = self._execute(self._uv("uninstall", *removable), self._uv_env(recipe), timeout=300,
+                                   log_name=f"{log_name}-remove")
+        return result
+
+    def installed(self, recipe: Recipe) -> dict[str, str]:
+        result = self._execute(self._uv("freeze"), self._uv_env(recipe), timeout=120, log_name="freeze")
+        pins = (line.split("==", 1) for line in result.output.splitlines() if "==" in line)
+        return {normalize_name(name): version for name, version in pins}
+
+    def run(self, argv: Sequence[str], recipe: Recipe, *, timeout: float, log_name: str) -> CommandResult:
+        return self._execute(list(argv), self.environment(recipe), timeout=timeout, log_name=log_name)
+
+    def start(self, argv: Sequence[str], recipe: Recipe, *, port: int, log_name: str) -> LocalServer:
+        log_path = self.logs / f"{log_name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(list(argv), cwd=self.workdir, env=self.environment(recipe), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        (self.logs / "server.pid").write_text(str(process.pid))
+        return LocalServer(process, f"http://127.0.0.1:{port}", log_path)
+
+    def _execute(self, argv: list[str], env: dict[str, str], *, timeout: float, log_name: str) -> CommandResult:
+        log_path = self.logs / f"{log_name}.log"
+        started = time.monotonic()
+        timed_out = False
+        with log_path.open("wb") as log:
+            log.write(("$ " + " ".join(argv) + "\n").encode())
+            log.flush()
+            process = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                stop_process_group(process, grace_s=5)
+                log.write(f"\n[fr-agent] command timed out after {timeout:g}s and was killed\n".encode())
+            except BaseException:  # Ctrl-C: leave no orphaned process group behind
+                stop_process_group(process, grace_s=5)
+                raise
+            if process.returncode is not None and process.returncode < 0:
+                name = signal.Signals(-process.returncode).name
+                log.write(f"\n[fr-agent] process killed by signal {name}\n".encode())
+        output, size = bounded_output(log_path, self.output_cap)
+        return CommandResult(argv=argv, returncode=process.returncode, timed_out=timed_out,
+                             duration_s=round(time.monotonic() - started, 2), output=output,
+                             output_bytes=size, log_path=str(log_path))
+
+
+def wait_for_health(server: LocalServer, *, timeout: float, stall_s: float) -> tuple[bool, str]:
+    """Poll /health until it answers, the process dies, the log stops growing, or time runs out."""
+    started = last_growth = time.monotonic()
+    last_size = -1
+    while True:
+        now = time.monotonic()
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return True, f"healthy after {now - started:.0f}s"
+        except httpx.HTTPError:
+            pass
+        if not server.alive():
+            return False, "server exited before answering /health"
+        size = server.log_path.stat().st_size
+        if size != last_size:
+            last_size, last_growth = size, now
+        if now - last_growth > stall_s:
+            return False, f"server log stopped growing for {stall_s:g}s (startup hung)"
+        if now - started > timeout:
+            return False, f"server not healthy after {timeout:g}s"
+        time.sleep(1.0)

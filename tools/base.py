@@ -1,0 +1,75 @@
+"""What every repair tool is: one pydantic argument model, a pure `apply` that records a change to the
+recipe, an `admit` check run before anything is touched, and a `verify` that checks the tool's own
+effect inside the sandbox. The loop then re-runs the failed stage, from `rerun_from` on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fr_agent.config import Settings
+from fr_agent.errors import ToolRejected
+from fr_agent.recipe import Recipe, RecipeChange, Stage
+from fr_agent.sandboxes.base import CommandResult, Sandbox
+
+ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config"]
+
+
+class ToolArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolCall(BaseModel):
+    """A planner's proposal, as it arrives: tool name and raw arguments, not yet validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    args: dict[str, Any]
+
+    def key(self) -> str:
+        """Identity of a fix, so the loop never applies the same one twice."""
+        return f"{self.tool}:{json.dumps(self.args, sort_keys=True)}"
+
+
+class Verification(BaseModel):
+    ok: bool
+    detail: str
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: ToolName
+    description: str
+    args_model: type[ToolArgs]
+    apply: Callable[[Recipe, Any], Recipe]
+    verify: Callable[[Sandbox, Recipe, Any, Settings], Verification]
+    rerun_from: Callable[[Any], Stage]
+    admit: Callable[[Any, Recipe, Sandbox], None] = lambda args, recipe, sandbox: None
+
+    def validate(self, raw: dict[str, Any]) -> ToolArgs:
+        try:
+            return self.args_model.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "args"
+            raise ToolRejected(f"invalid {self.name} call: {where}: {first['msg']}") from None
+
+
+def change(tool: str, args: ToolArgs, summary: str) -> RecipeChange:
+    return RecipeChange(tool=tool, args=args.model_dump(exclude_none=True), summary=summary)
+
+
+def verdict_from(result: CommandResult, describe: Callable[[dict], str]) -> Verification:
+    from fr_agent.agents.stages import probe_verdict
+
+    verdict = probe_verdict(result)
+    ok = result.ok and bool(verdict.get("ok"))
+    detail = describe(verdict) if ok else (verdict.get("error") or f"exit code {result.returncode}")
+    return Verification(ok=ok, detail=detail, log_path=result.log_path)
