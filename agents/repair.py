@@ -22,6 +22,7 @@ from fr_agent.catalog import Catalog
 from fr_agent.config import Settings
 from fr_agent.errors import ToolRejected
 from fr_agent.evals.consistency import evaluate
+from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
 from fr_agent.playbooks.planner import Planner
 from fr_agent.recipe import STAGES, Recipe
@@ -66,7 +67,13 @@ class Runtime:
     def ctx(self, state: RunState) -> StageContext:
         facts = state["analysis"]["facts"]
         return StageContext(sandbox=self.sandbox, settings=self.settings, live=self.live,
-                            model_type=facts["model_type"], trust_remote_code=state["analysis"]["trust_remote_code"])
+                            model_type=facts["model_type"], trust_remote_code=state["analysis"]["trust_remote_code"],
+                            attempt=state.get("attempt", 1))
+
+
+def stage_index(stage: str) -> int:
+    """Position in the attempt; the eval gate comes after every stage."""
+    return STAGES.index(stage) if stage in STAGES else len(STAGES)
 
 
 def build_graph(rt: Runtime):
@@ -190,7 +197,7 @@ def build_graph(rt: Runtime):
         verification = tool.verify(rt.sandbox, recipe, args, rt.settings)
         emit("verification", attempt=state["attempt"], tool=call.tool, args=call.args, **verification.model_dump())
         failed_stage = state["failure"]["stage"]
-        rerun = min(STAGES.index(tool.rerun_from(args)), STAGES.index(failed_stage))
+        rerun = min(stage_index(tool.rerun_from(args)), stage_index(failed_stage))
         common = {"tried": [*state["tried"], call.key()], "pending": None, "passed": list(STAGES[:rerun])}
         if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
             return Command(update={**common, "recipe": state["recipe_before_fix"]}, goto="plan")
@@ -199,7 +206,7 @@ def build_graph(rt: Runtime):
         return Command(update={**common, "fixes": [*state["fixes"], fix], "attempt": state["attempt"] + 1,
                                "fixed_signature": state["diagnosis"]["signature"]}, goto="run_stage")
 
-    def evaluate_migration(state: RunState) -> Command[Literal["publish", "finish", "run_stage"]]:
+    def evaluate_migration(state: RunState) -> Command[Literal["publish", "plan", "finish", "run_stage"]]:
         if without_dead_server(state["passed"]) != state["passed"]:
             return Command(update={"passed": without_dead_server(state["passed"])}, goto="run_stage")
         recipe = Recipe.model_validate(state["recipe"])
@@ -213,9 +220,16 @@ def build_graph(rt: Runtime):
         summary = report.summary()
         emit("eval", attempt=state["attempt"], **summary)
         (rt.run_dir / "eval.json").write_text(report.model_dump_json(indent=2))
-        if not report.gate_passed:
-            return Command(update={"eval": summary, "status": "eval_failed", "reason": report.gate_reason}, goto="finish")
-        return Command(update={"eval": summary}, goto="publish")
+        if report.gate_passed:
+            return Command(update={"eval": summary}, goto="publish")
+        diagnosis = diagnose_eval(report, recipe, rt.catalog.chip(recipe.chip).dtypes)
+        emit("diagnosis", attempt=state["attempt"], **diagnosis.model_dump())
+        update = {"eval": summary, "diagnosis": diagnosis.model_dump(), "failure": {"stage": "eval", "detail": report.gate_reason}}
+        if diagnosis.signature == state.get("fixed_signature") or not diagnosis.tool_calls:
+            return Command(update={**update, "status": "eval_failed", "reason": report.gate_reason}, goto="finish")
+        if state["attempt"] >= rt.settings.limits.max_attempts:
+            return Command(update={**update, "status": "eval_failed", "reason": f"{report.gate_reason}; limits reached"}, goto="finish")
+        return Command(update=update, goto="plan")
 
     def publish_release(state: RunState) -> Command[Literal["finish"]]:
         from fr_agent.evals.report import EvalReport

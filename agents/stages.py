@@ -56,6 +56,11 @@ class StageContext:
     live: Live
     model_type: str = "llama"
     trust_remote_code: bool = False
+    attempt: int = 1
+
+    def log(self, stage: str) -> str:
+        """Per-attempt log names, so a reviewer finds each failure as it was."""
+        return f"a{self.attempt}-{stage}"
 
 
 def probe_verdict(result: CommandResult) -> dict:
@@ -85,7 +90,7 @@ def _from_probe(stage: Stage, result: CommandResult, summary: Callable[[dict], s
 def install(recipe: Recipe, ctx: StageContext) -> StageResult:
     started = time.monotonic()
     prepared = ctx.sandbox.prepare(recipe)
-    result = ctx.sandbox.sync_packages(recipe, log_name="install") if prepared.ok else prepared
+    result = ctx.sandbox.sync_packages(recipe, log_name=ctx.log("install")) if prepared.ok else prepared
     if not result.ok:
         detail = "timed out" if result.timed_out else f"installer exit code {result.returncode}"
         return StageResult(stage="install", ok=False, detail=detail, log_path=result.log_path,
@@ -114,7 +119,7 @@ def import_modules(recipe: Recipe, model_type: str) -> list[str]:
 def imports(recipe: Recipe, ctx: StageContext) -> StageResult:
     modules = import_modules(recipe, ctx.model_type)
     result = ctx.sandbox.run([ctx.sandbox.python, ctx.sandbox.probe("import_check.py"), *modules], recipe,
-                             timeout=ctx.settings.timeouts.for_stage("import"), log_name="import")
+                             timeout=ctx.settings.timeouts.for_stage("import"), log_name=ctx.log("import"))
     return _from_probe("import", result, lambda v: ", ".join(
         f"{name} {info.get('version') or ''}".strip() for name, info in v["modules"].items()))
 
@@ -123,7 +128,7 @@ def device(recipe: Recipe, ctx: StageContext) -> StageResult:
     visible = ctx.live.facts.get("visible_devices_env") or ""
     result = ctx.sandbox.run([ctx.sandbox.python, ctx.sandbox.probe("device_check.py"), recipe.torch_device,
                               recipe.dtype, visible], recipe,
-                             timeout=ctx.settings.timeouts.device, log_name="device")
+                             timeout=ctx.settings.timeouts.device, log_name=ctx.log("device"))
     return _from_probe("device", result, lambda v: f"{v.get('name')} x{v.get('device_count')}, "
                        f"{v['dtype']} matmul finite, torch {v.get('torch')}")
 
@@ -133,7 +138,7 @@ def load(recipe: Recipe, ctx: StageContext) -> StageResult:
             recipe.dtype, recipe.torch_device]
     if ctx.trust_remote_code:
         argv.append("--trust-remote-code")
-    result = ctx.sandbox.run(argv, recipe, timeout=ctx.settings.timeouts.load, log_name="load")
+    result = ctx.sandbox.run(argv, recipe, timeout=ctx.settings.timeouts.load, log_name=ctx.log("load"))
     return _from_probe("load", result, lambda v: f"{v.get('architectures')} {v.get('parameters'):,} params, "
                        "forward pass finite")
 
@@ -149,7 +154,7 @@ def operators(recipe: Recipe, ctx: StageContext) -> StageResult:
     spec_path = Path(ctx.sandbox.workdir) / "operators.json"
     spec_path.write_text(json.dumps(operator_spec(recipe)))
     result = ctx.sandbox.run([ctx.sandbox.python, ctx.sandbox.probe("op_check.py"), str(spec_path)], recipe,
-                             timeout=ctx.settings.timeouts.operators, log_name="operators")
+                             timeout=ctx.settings.timeouts.operators, log_name=ctx.log("operators"))
     return _from_probe("operators", result, lambda v: f"{len(v['ops'])} ops pass in {v['dtype']} "
                        f"({recipe.operators.backend} backend)")
 
@@ -165,7 +170,7 @@ def serve(recipe: Recipe, ctx: StageContext) -> StageResult:
     started = time.monotonic()
     port = free_port()
     argv = recipe.serve_argv(ctx.sandbox.python, recipe.model.path or recipe.model.name, port)
-    server = ctx.sandbox.start(argv, recipe, port=port, log_name="serve")
+    server = ctx.sandbox.start(argv, recipe, port=port, log_name=ctx.log("serve"))
     healthy, detail = wait_for_health(server, timeout=ctx.settings.timeouts.serve,
                                       stall_s=ctx.settings.sandbox.serve_log_stall_s)
     if healthy:
@@ -178,7 +183,7 @@ def serve(recipe: Recipe, ctx: StageContext) -> StageResult:
 
 def smoke(recipe: Recipe, ctx: StageContext) -> StageResult:
     started = time.monotonic()
-    log_path = Path(ctx.sandbox.logs) / "smoke.log" if hasattr(ctx.sandbox, "logs") else None
+    log_path = Path(ctx.sandbox.logs) / f"{ctx.log('smoke')}.log" if hasattr(ctx.sandbox, "logs") else None
     server = ctx.live.server
     if server is None or not server.alive():
         return StageResult(stage="smoke", ok=False, detail="no live server (serve must pass first)", duration_s=0.0)

@@ -23,9 +23,10 @@ def distribution_of_module(params: dict) -> dict:
 
 
 def memory_fraction(params: dict) -> dict:
-    """90% of what is free now, rounded down to 0.05: leaves room for other processes."""
+    """At most half the memory (vLLM's own advice), never more than 90% of what is free, in 0.05 steps:
+    the reference model, the agent and other jobs share the machine."""
     free = float(params["available"]) / float(params["total"])
-    return {"fraction": max(0.05, math.floor(free * 0.9 * 20) / 20)}
+    return {"fraction": max(0.05, math.floor(min(0.5, free * 0.9) * 20) / 20)}
 
 
 def tp_divisor(params: dict) -> dict:

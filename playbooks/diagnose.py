@@ -110,14 +110,27 @@ def signature_of(stage: str, playbook: str | None, params: dict, evidence: list[
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+def latest_match(joined: str, playbooks: tuple[Playbook, ...]) -> tuple[Playbook, re.Match] | None:
+    """The signature matching latest in the log: warnings come early, the error that ended the run last."""
+    best = None
+    for book in playbooks:
+        if not all(re.search(extra, joined) for extra in book.requires):
+            continue
+        last = None
+        for last in re.finditer(book.match, joined):
+            pass
+        if last and (best is None or last.start() > best[1].start()):
+            best = (book, last)
+    return best
+
+
 def diagnose_text(text: str, stage: str = "unknown", *, timed_out: bool = False,
                   playbooks: tuple[Playbook, ...] | None = None) -> Diagnosis:
     lines = normalize(text)
     joined = "\n".join(lines)
-    for book in playbooks or load_playbooks():
-        found = re.search(book.match, joined)
-        if not found or not all(re.search(extra, joined) for extra in book.requires):
-            continue
+    hit = latest_match(joined, playbooks or load_playbooks())
+    if hit:
+        book, found = hit
         params = {k: v for k, v in found.groupdict().items() if v is not None}
         if book.derive:
             params.update(DERIVE[book.derive](params))

@@ -145,8 +145,9 @@ class LocalSandbox:
 
     def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
         """Install the recipe's pins, then uninstall what it removes: the same end state every time."""
-        result = self._execute(self._uv("install", *(p.requirement() for p in recipe.packages), resolve=True),
-                               self._uv_env(recipe), timeout=900, log_name=log_name)
+        requirements = [p.requirement() for p in recipe.packages]
+        result = (self._execute(self._uv("install", *requirements, resolve=True), self._uv_env(recipe), timeout=900,
+                                log_name=log_name) if requirements else self.prepare(recipe))
         present = self.installed(recipe)
         removable = [name for name in recipe.removed if normalize_name(name) in present]
         if result.ok and removable:

@@ -1,0 +1,3 @@
+from fr_agent.cli import main
+
+main()

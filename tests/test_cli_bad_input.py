@@ -1,0 +1,66 @@
+"""Bad input gets a one-line error and a non-zero exit, and nothing already done is lost."""
+
+from __future__ import annotations
+
+from tests.cli_helpers import fr_agent, one_line_error
+
+
+def test_unknown_chip(fr_home):
+    result = fr_agent("run", "tiny-llama", "--chip", "quantum9000", "--yes", home=fr_home)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "unknown chip 'quantum9000'" in line and "iluvatar" in line
+
+
+def test_unknown_model(fr_home):
+    result = fr_agent("run", "NoSuchModel-7B", "--chip", "cpu", "--yes", home=fr_home)
+    assert result.returncode == 2
+    assert "unknown model 'NoSuchModel-7B'" in one_line_error(result)
+
+
+def test_unknown_hub_model_offline(fr_home):
+    result = fr_agent("run", "nobody/not-a-model", "--chip", "cpu", "--yes", home=fr_home)
+    assert result.returncode == 2
+    assert "not found in the HF cache or on the hub" in one_line_error(result)
+
+
+def test_missing_local_model_dir(fr_home, tmp_path):
+    result = fr_agent("run", str(tmp_path / "missing-model"), "--chip", "cpu", "--yes", home=fr_home)
+    assert result.returncode == 2
+    assert "does not exist" in one_line_error(result)
+
+
+def test_broken_catalog_yaml(fr_home, tmp_path):
+    (tmp_path / "chips.yaml").write_text("cpu:\n  vendor: generic\n  dtypes: [float32\n")
+    result = fr_agent("chips", "--catalog", str(tmp_path), home=fr_home)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "broken catalog YAML" in line and "chips.yaml" in line and "line" in line
+
+
+def test_broken_settings(fr_home, tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("limits: {max_attempts: zero}\n")
+    result = fr_agent("run", "tiny-llama", "--chip", "cpu", "--yes", "--config", str(settings), home=fr_home)
+    assert result.returncode == 2
+    assert "limits.max_attempts" in one_line_error(result)
+
+
+def test_deepseek_on_iluvatar_fails_precheck_with_what_it_needs(fr_home):
+    result = fr_agent("run", "DeepSeek-R1", "--chip", "iluvatar", "--yes", home=fr_home)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "precheck_failed" in result.stdout
+    assert "no iluvatar device visible" in result.stdout and "ixsmi" in result.stdout
+    shown = fr_agent("transcripts", "show", "latest", "--json", home=fr_home)
+    import json
+
+    summary = json.loads(shown.stdout)
+    assert summary["status"] == "precheck_failed" and summary["model"] == "DeepSeek-R1"
+    assert summary["stages"] == []  # nothing was attempted without the device
+
+
+def test_resume_unknown_run(fr_home):
+    result = fr_agent("resume", "no-such-run", "--yes", home=fr_home)
+    assert result.returncode == 2
+    assert "no run 'no-such-run'" in one_line_error(result)
