@@ -86,7 +86,7 @@ def normalize(text: str) -> list[str]:
     lines = []
     for raw in ANSI.sub("", text).splitlines():
         line = LEVEL_PREFIX.sub("", PROCESS_PREFIX.sub("", raw.strip()))
-        if line:
+        if line and not line.startswith('{"ok":'):  # a probe's verdict repeats the error it already printed
             lines.append(line)
     return lines
 
@@ -94,6 +94,16 @@ def normalize(text: str) -> list[str]:
 def last_errors(lines: list[str], count: int = 3) -> list[str]:
     errors = [line for line in lines if ERROR_LINE.match(line)]
     return list(dict.fromkeys(errors[-count:])) or lines[-count:]
+
+
+def typed(value: str) -> int | float | str:
+    """Numbers taken from a log become numbers (a max_model_len is an int, not text)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
 
 
 def fill(value: Any, params: dict[str, Any]) -> Any:
@@ -131,7 +141,7 @@ def diagnose_text(text: str, stage: str = "unknown", *, timed_out: bool = False,
     hit = latest_match(joined, playbooks or load_playbooks())
     if hit:
         book, found = hit
-        params = {k: v for k, v in found.groupdict().items() if v is not None}
+        params = {k: typed(v) for k, v in found.groupdict().items() if v is not None}
         if book.derive:
             params.update(DERIVE[book.derive](params))
         calls = [ToolCall(tool=c.tool, args={k: fill(v, params) for k, v in c.args.items()}) for c in book.calls]

@@ -1,0 +1,98 @@
+"""The main job end to end, for real: vLLM on CPU in the local sandbox, the playbook planner, eval and
+publish; killed mid-attempt with SIGKILL and resumed without redoing passed stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fr_agent.transcript import read_events
+from tests.cli_helpers import fr_agent
+
+SECRET = "hf_TestTokenThatMustNeverBeWritten0000000"
+
+
+def newest_run(home: Path, after: set[Path]) -> Path | None:
+    runs = [p for p in (home / "runs").glob("*") if p not in after and (p / "transcript.jsonl").exists()]
+    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, tiny_model):
+    before = set((fr_home / "runs").glob("*"))
+    env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": SECRET}
+    first = subprocess.Popen([sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--yes", "--json"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        run_dir = wait_for(lambda: newest_run(fr_home, before), 300, "the run directory")
+        transcript = run_dir / "transcript.jsonl"
+
+        def operators_passed():
+            return any(e["event"] == "stage" and e["stage"] == "operators" and e["ok"] for e in read_events(transcript))
+
+        wait_for(operators_passed, 900, "the operators stage to pass")
+        time.sleep(4)  # inside the serve stage now: kill the agent mid-attempt
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    killed_events = list(read_events(transcript))
+    assert not any(e["event"] == "run_finished" for e in killed_events)
+
+    resumed = fr_agent("resume", run_dir.name, "--yes", "--json", home=fr_home, env={"HF_TOKEN": SECRET})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout)
+    events = list(read_events(transcript))
+
+    # Resume redid no passed stage: the first stage it ran is the one the kill interrupted.
+    resumed_at = next(i for i, e in enumerate(events) if e["event"] == "note" and e.get("message") == "resumed")
+    after = [e for e in events[resumed_at:] if e["event"] == "stage"]
+    assert after[0]["stage"] == "serve", [e["stage"] for e in after]
+    assert after[0]["attempt"] == max(e["attempt"] for e in killed_events if e["event"] == "stage")
+
+    # At least two genuine failures, each diagnosed, fixed, verified, and its failed stage re-run to a pass.
+    assert summary["status"] == "passed", summary["reason"]
+    assert len(summary["fixes"]) >= 2
+    verifications = [e for e in events if e["event"] == "verification" and e["ok"]]
+    for fix in verifications:
+        failed = next(e for e in reversed(events[: events.index(fix)]) if e["event"] == "stage" and not e["ok"])
+        rerun = [e for e in events[events.index(fix):] if e["event"] == "stage" and e["stage"] == failed["stage"]]
+        assert rerun and rerun[0]["ok"], f"{fix['tool']} did not make {failed['stage']} pass"
+    keys = [json.dumps([f["tool"], f["args"]], sort_keys=True) for f in summary["fixes"]]
+    assert len(keys) == len(set(keys)), "a fix was applied twice"
+
+    # Eval gate and publish folder.
+    assert summary["eval"]["gate_passed"] is True
+    assert all(m["pct_diff"] is not None for m in summary["eval"]["metrics"])
+    publish_dir = Path(summary["publish_dir"])
+    for name in ("README.md", "Dockerfile", "serve.yaml", "fr-agent.env", "eval.json", "recipe.json"):
+        assert (publish_dir / name).is_file(), name
+    recipe = json.loads((publish_dir / "recipe.json").read_text())
+    assert len(recipe["changes"]) == len(summary["fixes"])
+
+    # Transcript: typed JSON lines with run id and attempt; the token reached nothing written.
+    lines = transcript.read_text().splitlines()
+    assert all({"event", "run_id", "attempt", "ts"} <= json.loads(line).keys() for line in lines)
+    for path in [transcript, *publish_dir.iterdir()]:
+        assert SECRET not in path.read_text()
+
+    shown = json.loads(fr_agent("transcripts", "show", "latest", "--json", home=fr_home).stdout)
+    assert shown["run_id"] == run_dir.name and shown["status"] == "passed"
+    listed = json.loads(fr_agent("transcripts", "list", "--json", home=fr_home).stdout)
+    assert run_dir.name in [r["run_id"] for r in listed]
