@@ -77,7 +77,8 @@ def stage_index(stage: str) -> int:
 
 
 def build_graph(rt: Runtime):
-    emit = rt.transcript.emit
+    def emit(*args, **fields) -> None:
+        rt.transcript.emit(*args, **fields)
 
     def without_dead_server(passed: list[str]) -> list[str]:
         """A resumed run has no engine process: stages whose result was that process run again."""
@@ -172,9 +173,11 @@ def build_graph(rt: Runtime):
             emit("tool_call", attempt=state["attempt"], status="declined", tool=call.tool, args=call.args)
             return Command(update={"tried": [*state["tried"], call.key()], "pending": None}, goto="plan")
         if decision == "edit":
-            edited = ToolCall(tool=call.tool, args=answer["args"])
+            edited = ToolCall.model_construct(tool=call.tool, args=answer.get("args"))
             try:
-                validate_call(edited)
+                tool, args = validate_call(edited)
+                tool.admit(args, Recipe.model_validate(state["recipe"]), rt.sandbox)
+                edited = ToolCall(tool=tool.name, args=args.model_dump(exclude_none=True))
             except ToolRejected as err:
                 emit("tool_call", attempt=state["attempt"], status="rejected", tool=call.tool, args=edited.args, error=str(err))
                 return Command(update={"tried": [*state["tried"], call.key()], "pending": None}, goto="plan")

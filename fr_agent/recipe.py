@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Stage = Literal["install", "import", "device", "load", "operators", "serve", "smoke"]
 STAGES: tuple[Stage, ...] = ("install", "import", "device", "load", "operators", "serve", "smoke")
@@ -30,23 +30,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _package_name(v: str) -> str:
+    if not PACKAGE_NAME.match(v):
+        raise ValueError(f"{v!r} is not a valid package name")
+    return v
+
+
+def _version(v: str) -> str:
+    if not VERSION.match(v):
+        raise ValueError(f"{v!r} is not a valid version")
+    return v
+
+
+PackageName = Annotated[str, AfterValidator(_package_name)]
+Version = Annotated[str, AfterValidator(_version)]
+
+
 class PackagePin(Strict):
-    name: str
-    version: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not PACKAGE_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid package name")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str | None) -> str | None:
-        if v is not None and not VERSION.match(v):
-            raise ValueError(f"{v!r} is not a valid version")
-        return v
+    name: PackageName
+    version: Version | None = None
 
     def requirement(self) -> str:
         return f"{self.name}=={self.version}" if self.version else self.name

@@ -102,6 +102,9 @@ def start_run(request: RunRequest, settings: Settings, *, auto_approve: bool, ap
     rt.transcript.emit("run_started", request=request.model_dump(), run_dir=str(run_dir))
     try:
         return run_dir, drive(rt, {"request": request.model_dump(), "status": "running", "reason": ""}, approver)
+    except FrAgentError as err:  # bad input found mid-run: the transcript says why the run ended
+        rt.transcript.emit("run_finished", status="error", reason=str(err), fixes=[], passed=[])
+        raise
     finally:
         rt.transcript.close()
 

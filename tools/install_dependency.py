@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import field_validator
-
 from fr_agent.config import Settings
 from fr_agent.errors import ToolRejected
-from fr_agent.recipe import PACKAGE_NAME, VERSION, PackagePin, Recipe, normalize_name
+from fr_agent.recipe import PackageName, PackagePin, Recipe, Version, normalize_name
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 
@@ -24,23 +22,9 @@ INDEX_URL = os.environ.get("FR_AGENT_PACKAGE_INDEX", "https://pypi.org/pypi")
 
 
 class InstallDependencyArgs(ToolArgs):
-    package: str
-    version: str | None = None
+    package: PackageName
+    version: Version | None = None
     action: Literal["install", "upgrade", "downgrade", "remove"] = "install"
-
-    @field_validator("package")
-    @classmethod
-    def _package(cls, v: str) -> str:
-        if not PACKAGE_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid package name")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str | None) -> str | None:
-        if v is not None and not VERSION.match(v):
-            raise ValueError(f"{v!r} is not a valid version")
-        return v
 
 
 def in_wheel_dirs(name: str, version: str | None, dirs: list[str]) -> bool:
