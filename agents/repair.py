@@ -68,7 +68,8 @@ class Runtime:
         facts = state["analysis"]["facts"]
         return StageContext(sandbox=self.sandbox, settings=self.settings, live=self.live,
                             model_type=facts["model_type"], trust_remote_code=state["analysis"]["trust_remote_code"],
-                            attempt=state.get("attempt", 1))
+                            attempt=state.get("attempt", 1),
+                            visible_devices_env=self.catalog.chip(state["request"]["chip"]).visible_devices_env)
 
 
 def stage_index(stage: str) -> int:

@@ -11,7 +11,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from fr_agent.config import Settings
 from fr_agent import kernels
 from fr_agent.recipe import Recipe, Stage, normalize_name
-from fr_agent.sandboxes.base import CommandResult, Sandbox, Server
+from fr_agent.sandboxes.base import CommandResult, Sandbox, Server, probe_verdict
 from fr_agent.sandboxes.local import wait_for_health
 
 SMOKE_PROMPT = "Compilers lower a model to the chip"
@@ -41,7 +41,6 @@ class Live:
     """What a run holds that cannot be checkpointed: the engine process."""
 
     server: Server | None = None
-    facts: dict = field(default_factory=dict)
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -57,21 +56,11 @@ class StageContext:
     model_type: str = "llama"
     trust_remote_code: bool = False
     attempt: int = 1
+    visible_devices_env: str | None = None
 
     def log(self, stage: str) -> str:
         """Per-attempt log names, so a reviewer finds each failure as it was."""
         return f"a{self.attempt}-{stage}"
-
-
-def probe_verdict(result: CommandResult) -> dict:
-    """The probe's last JSON line; a probe that printed none failed."""
-    for line in reversed(result.output.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                break
-    return {"ok": False, "error": "probe printed no verdict"}
 
 
 def _from_probe(stage: Stage, result: CommandResult, summary: Callable[[dict], str]) -> StageResult:
@@ -125,7 +114,7 @@ def imports(recipe: Recipe, ctx: StageContext) -> StageResult:
 
 
 def device(recipe: Recipe, ctx: StageContext) -> StageResult:
-    visible = ctx.live.facts.get("visible_devices_env") or ""
+    visible = ctx.visible_devices_env or ""
     result = ctx.sandbox.run([ctx.sandbox.python, ctx.sandbox.probe("device_check.py"), recipe.torch_device,
                               recipe.dtype, visible], recipe,
                              timeout=ctx.settings.timeouts.device, log_name=ctx.log("device"))
@@ -183,7 +172,7 @@ def serve(recipe: Recipe, ctx: StageContext) -> StageResult:
 
 def smoke(recipe: Recipe, ctx: StageContext) -> StageResult:
     started = time.monotonic()
-    log_path = Path(ctx.sandbox.logs) / f"{ctx.log('smoke')}.log" if hasattr(ctx.sandbox, "logs") else None
+    log_path = Path(ctx.sandbox.logs) / f"{ctx.log('smoke')}.log"
     server = ctx.live.server
     if server is None or not server.alive():
         return StageResult(stage="smoke", ok=False, detail="no live server (serve must pass first)", duration_s=0.0)
@@ -202,10 +191,9 @@ def smoke(recipe: Recipe, ctx: StageContext) -> StageResult:
         text = json.dumps(body)
     except (httpx.HTTPError, KeyError, IndexError, ValueError) as err:
         ok, detail, text = False, f"smoke request failed: {type(err).__name__}: {err}", ""
-    if log_path is not None:
-        log_path.write_text(text + "\n" + detail + "\n")
+    log_path.write_text(text + "\n" + detail + "\n")
     return StageResult(stage="smoke", ok=ok, detail=detail, duration_s=round(time.monotonic() - started, 2),
-                       log_path=str(log_path) if log_path else None)
+                       log_path=str(log_path))
 
 
 RUNNERS: dict[Stage, Callable[[Recipe, StageContext], StageResult]] = {

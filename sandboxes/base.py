@@ -8,6 +8,7 @@ sandbox implements the same protocol.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,17 @@ class CommandResult(BaseModel):
         return self.returncode == 0 and not self.timed_out
 
 
+def probe_verdict(result: CommandResult) -> dict:
+    """A probe's verdict: its last JSON line on stdout. A probe that printed none failed."""
+    for line in reversed(result.output.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    return {"ok": False, "error": "probe printed no verdict"}
+
+
 class Server(Protocol):
     """A long-running process (the serving engine) started by a sandbox."""
 
@@ -44,6 +56,7 @@ class Server(Protocol):
 class Sandbox(Protocol):
     name: str
     workdir: Path
+    logs: Path
 
     @property
     def python(self) -> str: ...

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from fr_agent.config import Settings
 from fr_agent.errors import ToolRejected
 from fr_agent.recipe import Recipe, RecipeChange, Stage
-from fr_agent.sandboxes.base import CommandResult, Sandbox
+from fr_agent.sandboxes.base import CommandResult, Sandbox, probe_verdict
 
 ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config"]
 
@@ -67,8 +67,6 @@ def change(tool: str, args: ToolArgs, summary: str) -> RecipeChange:
 
 
 def verdict_from(result: CommandResult, describe: Callable[[dict], str]) -> Verification:
-    from fr_agent.agents.stages import probe_verdict
-
     verdict = probe_verdict(result)
     ok = result.ok and bool(verdict.get("ok"))
     detail = describe(verdict) if ok else (verdict.get("error") or f"exit code {result.returncode}")
