@@ -90,6 +90,20 @@ def drive(rt: Runtime, first_input: Any, approver: Approver | None) -> dict:
             rt.live.stop_server()
 
 
+def drive_recorded(rt: Runtime, first_input: Any, approver: Approver | None,
+                   on_event: Callable[[dict], None] | None) -> dict:
+    """Drive a started or resumed run with its transcript open; bad input found mid-run ends the transcript."""
+    if on_event:
+        rt.transcript.listeners.append(on_event)
+    try:
+        return drive(rt, first_input, approver)
+    except FrAgentError as err:
+        rt.transcript.emit("run_finished", status="error", reason=str(err), fixes=[], passed=[])
+        raise
+    finally:
+        rt.transcript.close()
+
+
 def start_run(request: RunRequest, settings: Settings, *, auto_approve: bool, approver: Approver | None,
               on_event: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
     load_catalog(request.catalog).chip(request.chip)
@@ -97,35 +111,23 @@ def start_run(request: RunRequest, settings: Settings, *, auto_approve: bool, ap
     run_dir.mkdir(parents=True)
     (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
     rt = open_runtime(run_dir, request, settings, auto_approve)
-    if on_event:
-        rt.transcript.listeners.append(on_event)
     rt.transcript.emit("run_started", request=request.model_dump(), run_dir=str(run_dir))
-    try:
-        return run_dir, drive(rt, {"request": request.model_dump(), "status": "running", "reason": ""}, approver)
-    except FrAgentError as err:  # bad input found mid-run: the transcript says why the run ended
-        rt.transcript.emit("run_finished", status="error", reason=str(err), fixes=[], passed=[])
-        raise
-    finally:
-        rt.transcript.close()
+    return run_dir, drive_recorded(rt, {"request": request.model_dump(), "status": "running", "reason": ""},
+                                   approver, on_event)
 
 
 def resume_run(run_dir: Path, settings: Settings, *, auto_approve: bool, approver: Approver | None,
                on_event: Callable[[dict], None] | None = None) -> dict:
     request = RunRequest.model_validate_json((run_dir / "request.json").read_text())
-    rt = open_runtime(run_dir, request, settings, auto_approve)
-    if on_event:
-        rt.transcript.listeners.append(on_event)
     events = list(read_events(run_dir / "transcript.jsonl"))
     if any(e["event"] == "run_finished" for e in events):
         raise FrAgentError(f"run {run_dir.name} already finished; nothing to resume")
+    rt = open_runtime(run_dir, request, settings, auto_approve)
     rt.transcript.emit("note", message="resumed", passed_before=[e["stage"] for e in events if e["event"] == "stage" and e.get("ok")])
-    try:
-        with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
-            has_checkpoint = saver.get_tuple({"configurable": {"thread_id": run_dir.name}}) is not None
-        first = None if has_checkpoint else {"request": request.model_dump(), "status": "running", "reason": ""}
-        return drive(rt, first, approver)
-    finally:
-        rt.transcript.close()
+    with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+        has_checkpoint = saver.get_tuple({"configurable": {"thread_id": run_dir.name}}) is not None
+    first = None if has_checkpoint else {"request": request.model_dump(), "status": "running", "reason": ""}
+    return drive_recorded(rt, first, approver, on_event)
 
 
 def summarize(run_dir: Path) -> dict:
