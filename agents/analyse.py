@@ -15,10 +15,11 @@ from pydantic import BaseModel
 
 from fr_agent.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
 from fr_agent.config import Settings
-from fr_agent.errors import UnknownModelError
+from fr_agent.errors import FrAgentError, UnknownModelError
 from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
 
 DEFAULT_MAX_MODEL_LEN = 32768  # FlagRelease's serving default; the repair loop lowers it when memory says so
+HF_ENGINE_TRANSFORMERS = "5.19.0"  # the transformers fr-agent itself pins: the reference backend of the eval
 
 
 class Analysis(BaseModel):
@@ -119,13 +120,21 @@ def tensor_parallel_size(facts: ModelFacts, chip: ChipProfile) -> int | None:
     return 1 << (cards - 1).bit_length()
 
 
+def engine_packages(chip: ChipProfile, engine: str) -> list[PackagePin]:
+    """vLLM comes as the chip's engine stack; `hf` (transformers serving itself) needs only transformers."""
+    if engine == "hf":
+        return [PackagePin(name="transformers", version=HF_ENGINE_TRANSFORMERS)]
+    return [PackagePin(name=n, version=v or None) for n, _, v in (p.partition("==") for p in chip.engine.packages)]
+
+
 def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust_remote_code: bool,
-                    with_flaggems: bool = False) -> Recipe:
+                    with_flaggems: bool = False, engine: str | None = None) -> Recipe:
+    engine = engine or chip.engine.name
     torch_pin = PackagePin(name=chip.torch.package, version=chip.torch.version)
-    engine_pins = [PackagePin(name=n, version=v or None) for n, _, v in (p.partition("==") for p in chip.engine.packages)]
+    engine_pins = engine_packages(chip, engine)
     engine_args: dict = {"max_model_len": min(facts.max_position_embeddings, DEFAULT_MAX_MODEL_LEN)}
     tp = tensor_parallel_size(facts, chip)
-    if tp and tp > 1:
+    if tp and tp > 1 and engine == "vllm":
         engine_args["tensor_parallel_size"] = tp
     if trust_remote_code:
         engine_args["trust_remote_code"] = True
@@ -138,17 +147,21 @@ def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust
         model=model, chip=chip.name, base_image=chip.base_image, torch_device=chip.torch_device,
         dtype=pick_dtype(facts.dtype, chip), packages=[torch_pin, *engine_pins], env=env,
         operators=OperatorPlan(backend="flaggems" if with_flaggems else "torch"),
-        serve=ServePlan(engine=chip.engine.name, engine_args=engine_args),
+        serve=ServePlan(engine=engine, engine_args=engine_args),
     )
 
 
-def analyse(model_name: str, chip_name: str, catalog: Catalog, settings: Settings, *, with_flaggems: bool = False) -> Analysis:
+def analyse(model_name: str, chip_name: str, catalog: Catalog, settings: Settings, *, with_flaggems: bool = False,
+            engine: str | None = None) -> Analysis:
     chip = catalog.chip(chip_name)
     model, source, facts, entry, weights = resolve_model(model_name, catalog, settings)
     trust = bool(entry and entry.trust_remote_code)
     notes = []
-    if facts.num_attention_heads and facts.hidden_size // facts.num_attention_heads < 32 and chip.name == "cpu":
+    if engine not in (None, "vllm", "hf"):
+        raise FrAgentError(f"unknown engine {engine!r}: use vllm or hf")
+    if (facts.num_attention_heads and facts.hidden_size // facts.num_attention_heads < 32 and chip.name == "cpu"
+            and (engine or chip.engine.name) == "vllm"):
         notes.append("head_dim < 32: vLLM's CPU attention needs head_dim >= 32")
-    recipe = starting_recipe(model, facts, chip, trust, with_flaggems)
+    recipe = starting_recipe(model, facts, chip, trust, with_flaggems, engine)
     return Analysis(model=model, chip=chip.name, source=source, facts=facts, trust_remote_code=trust,
                     weights_available=weights, license=entry.license if entry else None, recipe=recipe, notes=notes)

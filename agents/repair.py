@@ -92,7 +92,8 @@ def build_graph(rt: Runtime):
 
     def analyse_model(state: RunState) -> Command[Literal["precheck"]]:
         req = state["request"]
-        result = analyse(req["model"], req["chip"], rt.catalog, rt.settings, with_flaggems=req.get("with_flaggems", False))
+        result = analyse(req["model"], req["chip"], rt.catalog, rt.settings, with_flaggems=req.get("with_flaggems", False),
+                         engine=req.get("engine"))
         emit("analysis", model=result.model.model_dump(), chip=result.chip, source=result.source,
              facts=result.facts.model_dump(), notes=result.notes, recipe=result.recipe.model_dump())
         return Command(update={"analysis": result.model_dump(mode="json"), "recipe": result.recipe.model_dump(),

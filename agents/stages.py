@@ -158,7 +158,8 @@ def serve(recipe: Recipe, ctx: StageContext) -> StageResult:
     ctx.live.stop_server()
     started = time.monotonic()
     port = free_port()
-    argv = recipe.serve_argv(ctx.sandbox.python, recipe.model.path or recipe.model.name, port)
+    argv = recipe.serve_argv(ctx.sandbox.python, recipe.model.path or recipe.model.name, port,
+                             probes_dir=str(Path(ctx.sandbox.probe("hf_server.py")).parent))
     server = ctx.sandbox.start(argv, recipe, port=port, log_name=ctx.log("serve"))
     healthy, detail = wait_for_health(server, timeout=ctx.settings.timeouts.serve,
                                       stall_s=ctx.settings.sandbox.serve_log_stall_s)

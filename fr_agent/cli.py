@@ -129,6 +129,8 @@ def run(
     planner: Annotated[str, typer.Option(help="playbook (embedded default) or script:FILE")] = "playbook",
     sandbox: Annotated[str, typer.Option(help="local (venv)")] = "local",
     with_flaggems: Annotated[bool, typer.Option("--with-flaggems", help="run operators through FlagGems")] = False,
+    engine: Annotated[Optional[str], typer.Option(help="vllm (the chip's engine stack, default) or hf "
+                                                        "(transformers serving itself: starts in seconds)")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="directory with chips.yaml / models.yaml")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
@@ -138,8 +140,10 @@ def run(
     from fr_agent.runs import RunRequest, start_run
 
     settings = settings_from(config, home)
+    if engine not in (None, "vllm", "hf"):
+        fail(f"unknown engine {engine!r}: use vllm or hf")
     request = RunRequest(model=model, chip=chip, planner=planner, sandbox=sandbox, with_flaggems=with_flaggems,
-                         catalog=str(catalog) if catalog else None)
+                         engine=engine, catalog=str(catalog) if catalog else None)
     run_dir = None
     try:
         run_dir, _ = start_run(request, settings, auto_approve=yes, approver=None if yes else ask_approval,

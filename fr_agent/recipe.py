@@ -106,10 +106,12 @@ class Recipe(Strict):
         key = normalize_name(name)
         return next((p for p in self.packages if normalize_name(p.name) == key), None)
 
-    def serve_argv(self, python: str, model_path: str, port: int) -> list[str]:
-        """The command line the engine is started with (inside the sandbox)."""
-        if self.serve.engine != "vllm":
-            raise ValueError(f"no serve command for engine {self.serve.engine!r}")
+    def serve_argv(self, python: str, model_path: str, port: int, probes_dir: str = "") -> list[str]:
+        """The command line the engine is started with (inside the sandbox); `hf` runs a shipped probe."""
+        if self.serve.engine == "hf":
+            head = [python, os.path.join(probes_dir, "hf_server.py"), model_path, "--device", self.torch_device]
+            return [*head, "--host", "127.0.0.1", "--port", str(port),
+                    *engine_flags({"dtype": self.dtype, **self.serve.engine_args})]
         head = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path]
         if self.serve.entrypoint == "cli":
             head = [os.path.join(os.path.dirname(python), "vllm"), "serve", model_path]

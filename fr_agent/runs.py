@@ -9,7 +9,7 @@ import secrets as random
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
@@ -32,6 +32,7 @@ class RunRequest(BaseModel):
     planner: str = "playbook"
     sandbox: str = "local"
     with_flaggems: bool = False
+    engine: Literal["vllm", "hf"] | None = None
     catalog: str | None = None
 
 

@@ -64,3 +64,9 @@ def test_resume_unknown_run(fr_home):
     result = fr_agent("resume", "no-such-run", "--yes", home=fr_home)
     assert result.returncode == 2
     assert "no run 'no-such-run'" in one_line_error(result)
+
+
+def test_unknown_engine(fr_home):
+    result = fr_agent("run", "tiny-llama", "--chip", "cpu", "--engine", "tgi", "--yes", home=fr_home)
+    assert result.returncode == 2
+    assert "unknown engine 'tgi'" in one_line_error(result)

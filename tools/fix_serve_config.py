@@ -1,9 +1,10 @@
 """fix_serve_config: change one serving setting: a vLLM engine argument (by its own name), the dtype,
-or the entrypoint the engine is launched with. Verified by vLLM's own argument parser."""
+or the entrypoint the engine is launched with. Verified by the engine's own argument parser."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
@@ -53,6 +54,11 @@ def apply(recipe: Recipe, args: FixServeConfigArgs) -> Recipe:
 
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: FixServeConfigArgs, settings: Settings) -> Verification:
+    if recipe.serve.engine == "hf":  # the hf engine's own parser, against the model config, without loading weights
+        argv = [*recipe.serve_argv(sandbox.python, recipe.model.path or recipe.model.name, 0,
+                                   probes_dir=str(Path(sandbox.probe("hf_server.py")).parent)), "--check"]
+        result = sandbox.run(argv, recipe, timeout=settings.timeouts.verify, log_name="verify-fix_serve_config")
+        return verdict_from(result, lambda v: "the hf engine accepts the serve args")
     serve_args = ["--model", recipe.model.path or recipe.model.name,
                   *engine_flags({"dtype": recipe.dtype, **recipe.serve.engine_args})]
     result = sandbox.run([sandbox.python, sandbox.probe("engine_args_check.py"), recipe.serve.entrypoint, "--",
