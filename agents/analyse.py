@@ -18,6 +18,7 @@ from fr_agent.config import Settings
 from fr_agent.errors import FrAgentError, UnknownModelError
 from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
 
+FLAG_GEMS_VERSION = "5.0.2"  # the FlagGems release the operator layer (kernels/registry.py) is written against
 DEFAULT_MAX_MODEL_LEN = 32768  # FlagRelease's serving default; the repair loop lowers it when memory says so
 HF_ENGINE_TRANSFORMERS = "5.19.0"  # the transformers fr-agent itself pins: the reference backend of the eval
 
@@ -143,9 +144,10 @@ def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust
         env["VLLM_PLUGINS"] = chip.engine.plugin
     if with_flaggems and chip.gems_vendor:
         env["GEMS_VENDOR"] = chip.gems_vendor
+    gems_pins = [PackagePin(name="flag-gems", version=FLAG_GEMS_VERSION)] if with_flaggems else []
     return Recipe(
         model=model, chip=chip.name, base_image=chip.base_image, torch_device=chip.torch_device,
-        dtype=pick_dtype(facts.dtype, chip), packages=[torch_pin, *engine_pins], env=env,
+        dtype=pick_dtype(facts.dtype, chip), packages=[torch_pin, *engine_pins, *gems_pins], env=env,
         operators=OperatorPlan(backend="flaggems" if with_flaggems else "torch"),
         serve=ServePlan(engine=engine, engine_args=engine_args),
     )

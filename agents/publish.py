@@ -1,8 +1,10 @@
 """Publish: turn a verified recipe and its eval into a release folder a person can run.
 
 Writes a Hugging Face model card (README.md), a Dockerfile, a FlagScale-style serve.yaml, an env
-file, the eval (json and markdown) and the recipe itself. Everything is rendered from a redacted
-copy of the recipe, and every file passes through redact_text once more before it is written.
+file, the eval (json, markdown and a PNG chart) and the recipe itself; with the hf engine, its server
+script too, so the folder runs as it is. Everything is rendered from a redacted copy of the recipe,
+and every text file passes through redact_text once more before it is written. The same inputs give
+the same bytes, so publishing a run twice uploads nothing the second time.
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from importlib import resources
+
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from pydantic import BaseModel
 
-from fr_agent.evals.report import EvalReport, MetricRow
+from fr_agent.evals.render import chart_png, markdown_table
+from fr_agent.evals.report import EvalReport
 from fr_agent.recipe import Recipe, Scalar
 from fr_agent.secrets import REDACTED, redact_env, redact_text, redact_value
 
 PYTHON = "python"
 PORT = 8000
-SERVE_ID = "vllm_model"
 ENV_FILE = "fr-agent.env"
+CHART = "eval.png"
+HF_SERVER = "hf_server.py"
+ENGINE_NAMES = {"vllm": "vLLM", "hf": "fr-agent's transformers server (the hf engine)"}
 
 
 class PublishResult(BaseModel):
@@ -45,8 +52,11 @@ def publish(recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, c
         "eval.md": eval_markdown(safe, report),
         "recipe.json": safe.model_dump_json(indent=2) + "\n",
     }
+    if recipe.serve.engine == "hf":
+        rendered[HF_SERVER] = resources.files("fr_agent.sandboxes.probes").joinpath(HF_SERVER).read_text()
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_file(out_dir / name, text) for name, text in rendered.items()]
+    files.append(chart_png(report.summary(), out_dir / CHART, title=f"{recipe.model.name} on {recipe.chip}"))
     return PublishResult(out_dir=out_dir, files=files)
 
 
@@ -110,6 +120,8 @@ def dockerfile(recipe: Recipe, run_id: str) -> str:
         lines.append("RUN python -m pip uninstall -y " + " ".join(shlex.quote(name) for name in recipe.removed))
     for name in secret_env_names(recipe):
         lines.append(f"# {name} is a secret and is not baked in: docker run -e {name} ...")
+    if recipe.serve.engine == "hf":
+        lines += ["WORKDIR /app", f"COPY {HF_SERVER} /app/{HF_SERVER}"]
     lines += [f"EXPOSE {PORT}", "CMD " + json.dumps(serve_argv(recipe, host="0.0.0.0"))]
     return "\n".join(lines) + "\n"
 
@@ -122,7 +134,7 @@ def docker_quote(value: str) -> str:
 def serve_config(recipe: Recipe) -> list[dict[str, Any]]:
     engine_args: dict[str, Scalar] = {"model": model_source(recipe), "host": "0.0.0.0", "port": PORT,
                                       "dtype": recipe.dtype, **recipe.serve.engine_args}
-    return [{"serve_id": SERVE_ID, "engine": recipe.serve.engine, "engine_args": engine_args,
+    return [{"serve_id": f"{recipe.serve.engine}_model", "engine": recipe.serve.engine, "engine_args": engine_args,
              "env": public_env(recipe)}]
 
 
@@ -145,39 +157,35 @@ def env_file(recipe: Recipe) -> str:
 
 # --- eval ---------------------------------------------------------------------------------------
 
-def number(value: float) -> str:
-    return f"{value:.6g}"
-
-
-def percent(value: float) -> str:
-    return f"{value:.2f}%" if math.isfinite(value) else str(value)
-
-
-def metric_line(row: MetricRow) -> str:
-    cells = [row.name, number(row.reference), number(row.migrated), number(row.abs_diff), percent(row.pct_diff)]
-    return "| " + " | ".join(cells) + " |"
-
-
 def gate_line(report: EvalReport) -> str:
     verdict = "passed" if report.gate_passed else "failed"
-    return f"**Gate {verdict}**: {report.gate_reason} (threshold {report.threshold_pct:g}%)."
+    limits = f"threshold {report.threshold_pct:g}%"
+    if report.perf_ratio is not None:
+        limits += f", throughput at least {report.min_perf_ratio:g}x the reference's"
+    return f"**Gate {verdict}**: {report.gate_reason} ({limits})."
 
 
 def eval_table(report: EvalReport) -> str:
-    head = ["| metric | reference | migrated | abs diff | % diff |", "|---|---|---|---|---|"]
-    return "\n".join([*head, *(metric_line(row) for row in report.metrics)])
+    return markdown_table(report.summary())
 
 
-def eval_section(report: EvalReport) -> str:
-    return "\n\n".join([
-        f"Reference: {report.reference_backend}. Migrated: {report.migrated_backend}. Samples: {report.samples}.",
+def eval_section(report: EvalReport, chart: bool = False) -> str:
+    parts = [
+        f"Reference: {report.reference_backend}. Migrated: {report.migrated_backend}. "
+        f"Samples: {report.samples}. Eval time: {report.duration_s:g} s.",
         eval_table(report),
-        gate_line(report),
-    ])
+    ]
+    if chart:
+        parts.append(f"![percent difference per metric and serving throughput, reference vs migrated]({CHART})")
+    parts.append(gate_line(report))
+    if report.outcomes:
+        parts.append("Suites without rows:\n\n" + "\n".join(f"- {o.suite}: {o.status}, {o.reason}"
+                                                              for o in report.outcomes))
+    return "\n\n".join(parts)
 
 
 def eval_markdown(recipe: Recipe, report: EvalReport) -> str:
-    return f"# Eval: {recipe.model.name} on {recipe.chip}\n\n{eval_section(report)}\n"
+    return f"# Eval: {recipe.model.name} on {recipe.chip}\n\n{eval_section(report, chart=True)}\n"
 
 
 def eval_json(recipe: Recipe, report: EvalReport, run_id: str) -> str:
@@ -198,27 +206,73 @@ def finite_or_none(value: Any) -> Any:
 
 # --- model card ---------------------------------------------------------------------------------
 
+SECTIONS = ("Introduction", "Eval: reference vs migrated", "How to run", "Recipe", "Technical overview", "Licence")
+
+
 def model_card(recipe: Recipe, report: EvalReport, *, run_id: str, chip_description: str, license: str) -> str:
-    tags = list(dict.fromkeys(["fr-agent", recipe.chip, "vllm"]))
-    data = ModelCardData(base_model=base_model(recipe), license=license, tags=tags, pipeline_tag="text-generation")
-    sections = [
-        f"# {recipe.model.name} on {recipe.chip}",
+    tags = list(dict.fromkeys(["fr-agent", recipe.chip, recipe.serve.engine, recipe.dtype]))
+    data = ModelCardData(base_model=base_model(recipe), license=license, tags=tags, pipeline_tag="text-generation",
+                         fr_agent={"run_id": run_id, "chip": recipe.chip, "engine": recipe.serve.engine,
+                                   "dtype": recipe.dtype, "gate_passed": report.gate_passed})
+    bodies = [
         introduction(recipe, report, run_id, chip_description),
-        "## Eval\n\n" + eval_section(report),
-        "## How to run\n\n" + how_to_run(recipe),
-        "## Recipe\n\n" + recipe_section(recipe),
-        "## Fixes applied\n\n" + fixes_section(recipe),
-        "## Licence\n\n" + licence_section(recipe, license),
+        eval_section(report, chart=True),
+        how_to_run(recipe),
+        recipe_section(recipe),
+        technical_overview(recipe, report),
+        licence_section(recipe, license),
     ]
+    sections = [f"# {recipe.model.name} on {recipe.chip}",
+                *(f"## {title}\n\n{body}" for title, body in zip(SECTIONS, bodies))]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"))
+
+
+def engine_name(recipe: Recipe) -> str:
+    return ENGINE_NAMES.get(recipe.serve.engine, recipe.serve.engine)
 
 
 def introduction(recipe: Recipe, report: EvalReport, run_id: str, chip_description: str) -> str:
     chip = f"{recipe.chip} ({chip_description})" if chip_description else recipe.chip
     verdict = "passed" if report.gate_passed else "did not pass"
+    fixes = len(recipe.changes)
+    repaired = ("The base recipe ran as it was: no fix was needed." if not fixes else
+                f"{fixes} fix{'es' if fixes > 1 else ''} to the base recipe {'were' if fixes > 1 else 'was'} found and "
+                "verified automatically (see the technical overview).")
     return (f"`{base_model(recipe)}` migrated to {chip} by fr-agent run `{run_id}`. It runs in the image "
-            f"`{recipe.base_image}` on torch device `{recipe.torch_device}` in {recipe.dtype}, served by vLLM. "
-            f"Against the reference it {verdict} the eval gate ({report.gate_reason}).")
+            f"`{recipe.base_image}` on torch device `{recipe.torch_device}` in {recipe.dtype}, served by "
+            f"{engine_name(recipe)} behind an OpenAI-compatible API. The weights are the original ones, unchanged. "
+            f"{repaired} Against the reference ({report.reference_backend}) it {verdict} the eval gate: "
+            f"{report.gate_reason}.")
+
+
+def technical_overview(recipe: Recipe, report: EvalReport) -> str:
+    return "\n\n".join([
+        "fr-agent analysed the model and the chip profile, pre-checked the machine, then ran the migration in a "
+        "sandbox stage by stage (install, import, device, load, operators, serve, smoke). Each failure was "
+        "diagnosed from its log and repaired with one typed tool call; each fix was verified on its own before "
+        "the failed stage ran again. The passing recipe was then evaluated against the reference.",
+        "Fixes applied, in order:\n\n" + fixes_section(recipe),
+        "How the eval measures (both sides get the same token ids, items and scoring, through the same "
+        "OpenAI-compatible client):\n\n" + "\n".join(f"- {line}" for line in METHOD),
+    ])
+
+
+METHOD = [
+    "`greedy_token_agreement`: share of the reference's first greedy tokens the migrated model reproduces "
+    "before it first diverges, over the bundled prompts (the reference is 1 by definition).",
+    "`top5_containment` (k in the name): past those tokens the two may diverge, so the reference's continuation is fed to both "
+    "sides and each of its tokens counts when it is in that side's top-k.",
+    "`teacher_forced_top1_agreement` and `heldout_perplexity`: next-token argmax agreement and perplexity on "
+    "held-out text.",
+    "`task_*_accuracy`: bundled multiple-choice sets (knowledge, reasoning, math, code; CC0, authored for "
+    "fr-agent), each choice scored by its log-likelihood; `task_answer_agreement`: share of items where both "
+    "sides pick the same choice.",
+    "`throughput_cN` and `latency_p50_cN`: completion tokens per second and median request time with N "
+    "requests in flight, both sides on the same machine, taking turns.",
+    "Gate: the average percent difference over the accuracy rows is under the threshold, every number is "
+    "finite, no suite crashed, and throughput (geometric mean over the levels) is at least the configured "
+    "multiple of the reference's.",
+]
 
 
 def how_to_run(recipe: Recipe) -> str:
@@ -235,7 +289,7 @@ def how_to_run(recipe: Recipe) -> str:
         env_needed(recipe),
         "Query it (OpenAI-compatible API):",
         code("shell", shlex.join(curl_argv(recipe))),
-        "FlagScale serve config (`serve.yaml`; engine args are vLLM's, with underscores):",
+        "FlagScale-style serve config (`serve.yaml`; engine args are the engine's own flags, with underscores):",
         code("yaml", serve_yaml(recipe).rstrip()),
     ]
     return "\n\n".join(parts)
@@ -272,7 +326,8 @@ def recipe_section(recipe: Recipe) -> str:
     ops = recipe.operators
     return "\n\n".join([
         f"Base image `{recipe.base_image}`, Python {recipe.python}, torch device `{recipe.torch_device}`, "
-        f"dtype {recipe.dtype}, engine {recipe.serve.engine} ({recipe.serve.entrypoint}).",
+        f"dtype {recipe.dtype}, engine {recipe.serve.engine}"
+        + (f" ({recipe.serve.entrypoint})." if recipe.serve.engine == "vllm" else "."),
         "Packages (pinned):\n\n" + bullets(p.requirement() for p in recipe.packages),
         "Removed packages:\n\n" + bullets(recipe.removed),
         "Environment:\n\n" + bullets(f"{name}={value}" for name, value in recipe.env.items()),
@@ -297,7 +352,8 @@ def fixes_section(recipe: Recipe) -> str:
 
 def licence_section(recipe: Recipe, license: str) -> str:
     return (f"Published under `{license}`. The weights are those of `{base_model(recipe)}`, unchanged; "
-            "its own licence terms apply to them.")
+            "its own licence terms apply to them. The recipe, Dockerfile, serve config and eval files were "
+            "generated by fr-agent (Apache-2.0); the bundled eval sets are CC0-1.0.")
 
 
 def bullets(items, code_span: bool = True) -> str:

@@ -7,6 +7,7 @@ Limits live in Settings; counters live in the state. Every node emits one or mor
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -19,14 +20,16 @@ from fr_agent.agents.precheck import precheck
 from fr_agent.agents.publish import publish
 from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext, StageResult, run_stage
 from fr_agent.catalog import Catalog
+from fr_agent.chat import HintBox
 from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
-from fr_agent.evals.consistency import evaluate
+from fr_agent.errors import AlreadyTried, ToolRejected
+from fr_agent.agents.card_lint import lint_file
+from fr_agent.evals.agent import evaluate, write_artifacts
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
-from fr_agent.playbooks.planner import Planner
+from fr_agent.playbooks.planner import Planner, PlanRound
 from fr_agent.recipe import STAGES, Recipe
-from fr_agent.sandboxes.base import Sandbox
+from fr_agent.sandboxes.base import ChecksInside, Sandbox, Snapshots
 from fr_agent.tools import TOOLS, ToolCall, validate_call
 from fr_agent.transcript import Transcript
 
@@ -63,6 +66,7 @@ class Runtime:
     transcript: Transcript
     auto_approve: bool
     live: Live = field(default_factory=Live)
+    hints: HintBox | None = None
 
     def ctx(self, state: RunState) -> StageContext:
         facts = state["analysis"]["facts"]
@@ -75,6 +79,22 @@ class Runtime:
 def stage_index(stage: str) -> int:
     """Position in the attempt; the eval gate comes after every stage."""
     return STAGES.index(stage) if stage in STAGES else len(STAGES)
+
+
+def fix_label(state: RunState) -> str:
+    """Names the sandbox snapshot taken before a fix; the same in apply_fix and verify_fix."""
+    return f"a{state['attempt']}-fix{len(state['fixes']) + 1}"
+
+
+def admitted(call: ToolCall, tried: list[str] | set[str], recipe: Recipe, sandbox: Sandbox) -> ToolCall:
+    """A proposal as the loop takes it: validated, normalised, not tried before, admitted by its tool
+    (install_dependency checks the package index here, before anything is installed)."""
+    tool, args = validate_call(call)
+    call = ToolCall(tool=tool.name, args=args.model_dump(exclude_none=True))
+    if call.key() in tried:
+        raise AlreadyTried(f"{call.tool} {json.dumps(call.args, sort_keys=True)}")
+    tool.admit(args, recipe, sandbox)
+    return call
 
 
 def build_graph(rt: Runtime):
@@ -104,12 +124,18 @@ def build_graph(rt: Runtime):
 
         analysis = Analysis.model_validate(state["analysis"])
         result = precheck(analysis, rt.catalog.chip(analysis.chip), rt.settings, list(getattr(rt.sandbox, "find_links", [])))
+        if isinstance(rt.sandbox, ChecksInside):  # a container checks its own python, compiler, devices, disk
+            result = rt.sandbox.precheck(result, analysis, rt.catalog.chip(analysis.chip))
         emit("precheck", ok=result.ok, checks=[c.model_dump() for c in result.checks])
         if not result.ok:
             return stop("precheck_failed", "; ".join(f"{c.name}: {c.detail}" for c in result.failures()))
         recipe = Recipe.model_validate(state["recipe"])
-        model = recipe.model.model_copy(update={"path": result.model_path})
-        return Command(update={"recipe": recipe.model_copy(update={"model": model}).model_dump()}, goto="run_stage")
+        recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"path": result.model_path})})
+        if hasattr(rt.sandbox, "adopt_host_stack"):  # --sandbox host: the pins become what the host has
+            recipe, note = rt.sandbox.adopt_host_stack(recipe)
+            if note:
+                emit("note", message=note)
+        return Command(update={"recipe": recipe.model_dump()}, goto="run_stage")
 
     def run_next_stage(state: RunState) -> Command[Literal["run_stage", "diagnose", "evaluate"]]:
         recipe = Recipe.model_validate(state["recipe"])
@@ -144,20 +170,25 @@ def build_graph(rt: Runtime):
 
     def plan(state: RunState) -> Command[Literal["approve", "finish"]]:
         diagnosis = Diagnosis.model_validate(state["diagnosis"])
-        tried = set(state["tried"])
+        hints = rt.hints.pending() if rt.hints else []
+        for hint in hints:  # delivered to this round's planner; the transcript remembers it across a resume
+            emit("chat", attempt=state["attempt"], role="user", hint_id=hint.id, text=hint.text, source=hint.source)
+        recipe = Recipe.model_validate(state["recipe"])
+        round_ = PlanRound(diagnosis=diagnosis, tried=set(state["tried"]), attempt=state["attempt"], recipe=recipe,
+                           failure=state["failure"], hints=hints, sandbox=rt.sandbox,
+                           chip=rt.catalog.chip(state["request"]["chip"]), emit=emit, source=rt.planner.name,
+                           check=lambda call: admitted(call, state["tried"], recipe, rt.sandbox))
         rejected = []
-        for call in rt.planner.propose(diagnosis, tried)[: rt.settings.limits.max_candidates_per_failure]:
+        for call in rt.planner.propose(round_)[: rt.settings.limits.max_candidates_per_failure]:
             try:
-                tool, args = validate_call(call)
-                call = ToolCall(tool=tool.name, args=args.model_dump(exclude_none=True))
-                if call.key() in tried:
-                    continue
-                tool.admit(args, Recipe.model_validate(state["recipe"]), rt.sandbox)
+                call = admitted(call, state["tried"], recipe, rt.sandbox)
+            except AlreadyTried:
+                continue
             except ToolRejected as err:
                 rejected.append(str(err))
                 emit("tool_call", attempt=state["attempt"], status="rejected", tool=call.tool, args=call.args, error=str(err))
                 continue
-            emit("plan", attempt=state["attempt"], planner=rt.planner.name, tool=call.tool, args=call.args,
+            emit("plan", attempt=state["attempt"], planner=round_.source, tool=call.tool, args=call.args,
                  explanation=diagnosis.explanation, evidence=diagnosis.evidence)
             return Command(update={"pending": call.model_dump()}, goto="approve")
         failure = state["failure"]["stage"]
@@ -186,14 +217,25 @@ def build_graph(rt: Runtime):
             return Command(update={"pending": edited.model_dump()}, goto="apply_fix")
         return Command(goto="apply_fix")
 
-    def apply_fix(state: RunState) -> Command[Literal["verify_fix"]]:
+    def apply_fix(state: RunState) -> Command[Literal["verify_fix", "plan"]]:
         call = ToolCall.model_validate(state["pending"])
         tool, args = validate_call(call)
         before = Recipe.model_validate(state["recipe"])
+        if tool.resolve is not None:  # a measurement fills the arguments in (operator search); record them
+            try:
+                args = tool.resolve(rt.sandbox, before, args, rt.settings)
+            except ToolRejected as err:
+                emit("tool_call", attempt=state["attempt"], status="rejected", tool=call.tool, args=call.args, error=str(err))
+                return Command(update={"tried": [*state["tried"], call.key()], "pending": None}, goto="plan")
+            state = {**state, "tried": [*state["tried"], call.key()]}
+            call = ToolCall(tool=call.tool, args=args.model_dump(exclude_none=True))
+        if isinstance(rt.sandbox, Snapshots):  # what to roll back to if this fix fails its check
+            emit("note", attempt=state["attempt"], message=f"sandbox snapshot {rt.sandbox.snapshot(fix_label(state))}")
         after = tool.apply(before, args)
         emit("tool_call", attempt=state["attempt"], status="applied", tool=call.tool, args=call.args,
              change=after.changes[-1].summary)
-        return Command(update={"recipe": after.model_dump(), "recipe_before_fix": before.model_dump()}, goto="verify_fix")
+        return Command(update={"recipe": after.model_dump(), "recipe_before_fix": before.model_dump(),
+                               "pending": call.model_dump(), "tried": state["tried"]}, goto="verify_fix")
 
     def verify_fix(state: RunState) -> Command[Literal["run_stage", "plan"]]:
         call = ToolCall.model_validate(state["pending"])
@@ -205,6 +247,8 @@ def build_graph(rt: Runtime):
         rerun = min(stage_index(tool.rerun_from(args)), stage_index(failed_stage))
         common = {"tried": [*state["tried"], call.key()], "pending": None, "passed": list(STAGES[:rerun])}
         if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
+            if isinstance(rt.sandbox, Snapshots):  # and the environment goes back to before the fix
+                emit("note", attempt=state["attempt"], message=f"sandbox rolled back to {rt.sandbox.rollback(fix_label(state))}")
             return Command(update={**common, "recipe": state["recipe_before_fix"]}, goto="plan")
         fix = {"tool": call.tool, "args": call.args, "attempt": state["attempt"], "verified": True,
                "detail": verification.detail, "for_stage": failed_stage, "signature": state["diagnosis"]["signature"]}
@@ -218,16 +262,19 @@ def build_graph(rt: Runtime):
         backend = f"{recipe.serve.engine} {recipe.dtype} in the {rt.sandbox.name} sandbox ({recipe.chip})"
         try:
             report = evaluate(recipe.model.path, rt.live.server.url, migrated_backend=backend,
-                              new_tokens=rt.settings.eval.max_new_tokens, threshold_pct=rt.settings.eval.threshold_pct)
+                              settings=rt.settings.eval, log_dir=Path(rt.sandbox.logs))
         except Exception as err:  # a crashed metric fails the gate; it is reported, not raised
             emit("eval", attempt=state["attempt"], gate_passed=False, error=f"{type(err).__name__}: {err}")
             return stop("eval_failed", f"eval crashed: {type(err).__name__}: {err}")
         summary = report.summary()
         emit("eval", attempt=state["attempt"], **summary)
-        (rt.run_dir / "eval.json").write_text(report.model_dump_json(indent=2))
+        write_artifacts(report, rt.run_dir)
         if report.gate_passed:
             return Command(update={"eval": summary}, goto="publish")
-        diagnosis = diagnose_eval(report, recipe, rt.catalog.chip(recipe.chip).dtypes)
+        if report.performance_only:  # accurate but slower than the reference: no playbook fix for that yet
+            return Command(update={"eval": summary, "status": "eval_failed", "reason": report.gate_reason}, goto="finish")
+        accuracy = report.model_copy(update={"metrics": report.accuracy_rows})
+        diagnosis = diagnose_eval(accuracy, recipe, rt.catalog.chip(recipe.chip).dtypes)
         emit("diagnosis", attempt=state["attempt"], **diagnosis.model_dump())
         update = {"eval": summary, "diagnosis": diagnosis.model_dump(), "failure": {"stage": "eval", "detail": report.gate_reason}}
         if diagnosis.signature == state.get("fixed_signature") or not diagnosis.tool_calls:
@@ -244,7 +291,11 @@ def build_graph(rt: Runtime):
         chip = rt.catalog.chip(recipe.chip)
         result = publish(recipe, report, rt.run_dir / "publish", run_id=rt.run_id, chip_description=chip.description,
                          license=state["analysis"].get("license") or "apache-2.0")
-        emit("publish", out_dir=str(result.out_dir), files=[str(f) for f in result.files])
+        findings = lint_file(result.out_dir / "README.md")
+        emit("publish", out_dir=str(result.out_dir), files=[str(f) for f in result.files],
+             card_findings=[str(f) for f in findings])
+        if findings:  # a card users must not see is a failed run, whatever the gate said
+            return stop("publish_failed", "card lint: " + "; ".join(map(str, findings)))
         return Command(update={"publish_dir": str(result.out_dir), "status": "passed", "reason": "migrated, evaluated, published"},
                        goto="finish")
 

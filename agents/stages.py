@@ -136,7 +136,7 @@ def operator_spec(recipe: Recipe) -> dict:
     plan = recipe.operators
     return {"device": recipe.torch_device, "dtype": recipe.dtype, "backend": plan.backend, "ops": plan.ops,
             "disabled": plan.disabled, "reference": plan.reference, "cast": plan.cast,
-            "kernels_dir": str(KERNELS_DIR)}
+            "include": plan.include, "kernels": plan.kernels, "kernels_dir": str(KERNELS_DIR)}
 
 
 def operators(recipe: Recipe, ctx: StageContext) -> StageResult:

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fr_agent import cli_batch, cli_llm, cli_publish
+from fr_agent.cli_llm import open_session, session_hooks
 from fr_agent.config import Settings, load_settings
 from fr_agent.errors import FrAgentError
 
@@ -20,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move LLMs on
                   "attempt, repair, eval, publish.")
 transcripts_app = typer.Typer(no_args_is_help=True, help="Review runs afterwards.")
 app.add_typer(transcripts_app, name="transcripts")
+from fr_agent.cli_sandbox import sandbox_app  # noqa: E402  (the `sandbox` command group)
+app.add_typer(sandbox_app, name="sandbox")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -68,24 +72,17 @@ def show_event(event: dict) -> None:
     elif kind == "verification":
         mark = "[green]verified[/green]" if event["ok"] else "[red]not verified[/red]"
         console.print(f"  {mark}: {escape(event['detail'])}")
+    elif kind == "chat":
+        who = "you" if event["role"] == "user" else "planner"
+        console.print(f"  [magenta]{who}:[/magenta] {escape(event['text'])}", soft_wrap=True)
+    elif kind == "llm_call" and event.get("purpose") == "plan":
+        console.print(f"  [dim]llm {event['model']}: {event['total_tokens']} tokens, {event['latency_s']:.1f}s, "
+                      f"${event['cost_usd']:.4f}, calls {', '.join(event['calls']) or 'none'}[/dim]")
+    elif kind == "note" and event.get("reason") and event.get("message") != "resumed":
+        console.print(f"  [yellow]{escape(event['message'])}[/yellow]: {escape(event['reason'])}", soft_wrap=True)
     elif kind == "eval":
         console.print(f"[bold]eval[/bold] gate {'passed' if event.get('gate_passed') else 'FAILED'}: "
                       f"{escape(str(event.get('gate_reason') or event.get('error')))}")
-
-
-def ask_approval(request: dict) -> dict:
-    call = request["call"]
-    answer = typer.prompt(f"apply {call['tool']}({json.dumps(call['args'])})? [y]es / [n]o / [e]dit", default="y")
-    if answer.lower().startswith("n"):
-        return {"decision": "decline"}
-    if answer.lower().startswith("e"):
-        raw = typer.prompt("arguments as JSON", default=json.dumps(call["args"]))
-        try:
-            return {"decision": "edit", "args": json.loads(raw)}
-        except json.JSONDecodeError as err:
-            err_console.print(f"not JSON ({err}); declining")
-            return {"decision": "decline"}
-    return {"decision": "approve"}
 
 
 def print_outcome(run_dir: Path, as_json: bool) -> int:
@@ -105,14 +102,10 @@ def print_outcome(run_dir: Path, as_json: bool) -> int:
     for fix in summary["fixes"]:
         console.print(f"  - {fix['tool']}({escape(json.dumps(fix['args']))}) → {escape(fix['detail'])}")
     if summary["eval"] and summary["eval"].get("metrics"):
-        ev = Table(title="eval: reference vs migrated")
-        for column in ("metric", "reference", "migrated", "abs diff", "% diff"):
-            ev.add_column(column)
-        for m in summary["eval"]["metrics"]:
-            pct = "nan" if m["pct_diff"] is None else f"{m['pct_diff']:.2f}"
-            ev.add_row(m["name"], f"{m['reference']:.4f}", f"{m['migrated']:.4f}", f"{m['abs_diff']:.4f}", pct)
-        console.print(ev)
-        console.print(f"gate: {'PASSED' if summary['eval']['gate_passed'] else 'FAILED'} ({escape(summary['eval']['gate_reason'])})")
+        from fr_agent.evals.render import gate_text, rich_table
+
+        console.print(rich_table(summary["eval"]))
+        console.print(escape(gate_text(summary["eval"])), soft_wrap=True)
     color = "green" if summary["status"] == "passed" else "red"
     console.print(f"[{color}]{summary['status']}[/{color}]: {escape(summary['reason'])}", soft_wrap=True)
     console.print(f"transcript: {summary['transcript']}")
@@ -126,8 +119,11 @@ def run(
     model: Annotated[str, typer.Argument(help="catalog name, HF repo id, or local model directory")],
     chip: Annotated[str, typer.Option("--chip", help="target chip profile (see `fr-agent chips`)")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply fixes without asking")] = False,
-    planner: Annotated[str, typer.Option(help="playbook (embedded default) or script:FILE")] = "playbook",
-    sandbox: Annotated[str, typer.Option(help="local (venv)")] = "local",
+    planner: Annotated[str, typer.Option(help="playbook (embedded default), llm (an OpenAI-compatible endpoint: "
+                                                "FR_AGENT_LLM_BASE_URL/_MODEL/_API_KEY or llm: in --config), auto "
+                                                "(llm if one is configured and answers, else playbook), or script:FILE")] = "playbook",
+    sandbox: Annotated[str, typer.Option(help="local (venv), docker (containers; see `fr-agent sandbox`) or host "
+                                              "(a venv over the host's preinstalled stack)")] = "local",
     with_flaggems: Annotated[bool, typer.Option("--with-flaggems", help="run operators through FlagGems")] = False,
     engine: Annotated[Optional[str], typer.Option(help="vllm (the chip's engine stack, default) or hf "
                                                         "(transformers serving itself: starts in seconds)")] = None,
@@ -135,6 +131,7 @@ def run(
     config: ConfigOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")] = None,
 ) -> None:
     """Migrate MODEL onto CHIP: a chat-style session that shows each fix with its evidence."""
     from fr_agent.runs import RunRequest, start_run
@@ -146,8 +143,9 @@ def run(
                          engine=engine, catalog=str(catalog) if catalog else None)
     run_dir = None
     try:
-        run_dir, _ = start_run(request, settings, auto_approve=yes, approver=None if yes else ask_approval,
-                               on_event=None if as_json else show_event)
+        approver, on_event = session_hooks(open_session(yes, err_console if as_json else console, settings.runs_dir), yes,
+                                            None if as_json else show_event)
+        run_dir, _ = start_run(request, settings, auto_approve=yes, approver=approver, on_event=on_event, run_id=run_id)
     except KeyboardInterrupt:
         fail("interrupted; the run is checkpointed: `fr-agent resume latest` continues it", 130)
     raise typer.Exit(print_outcome(run_dir, as_json))
@@ -167,8 +165,9 @@ def resume(
     settings = settings_from(config, home)
     run_dir = find_run(settings, run_id)
     try:
-        resume_run(run_dir, settings, auto_approve=yes, approver=None if yes else ask_approval,
-                   on_event=None if as_json else show_event)
+        approver, on_event = session_hooks(open_session(yes, err_console if as_json else console, settings.runs_dir), yes,
+                                            None if as_json else show_event, run_dir)
+        resume_run(run_dir, settings, auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt:
         fail(f"interrupted; resume again with `fr-agent resume {run_dir.name}`", 130)
     raise typer.Exit(print_outcome(run_dir, as_json))
@@ -216,20 +215,25 @@ def diagnose(
     stage: Annotated[str, typer.Option(help="stage the log came from")] = "unknown",
     as_json: JsonOpt = False,
 ) -> None:
-    """Read a raw failure log and print its diagnosis."""
-    from fr_agent.playbooks.diagnose import diagnose_log, diagnose_text
+    """Read a raw failure log (any size, any bytes) and print its diagnosis; --json: one JSON object."""
+    from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
 
     if log == "-":
-        diagnosis = diagnose_text(sys.stdin.buffer.read().decode("utf-8", errors="replace"), stage)
+        diagnosis = diagnose_stream(sys.stdin.buffer, stage)
     else:
         path = Path(log)
         if not path.is_file():
             fail(f"no such log file: {log}")
-        diagnosis = diagnose_log(path, stage)
+        try:
+            diagnosis = diagnose_log(path, stage)
+        except OSError as err:
+            fail(f"cannot read {log}: {err.strerror or err}")
     if as_json:
         print(diagnosis.model_dump_json())
         return
     console.print(f"category: {diagnosis.category} (confidence {diagnosis.confidence:.1f}); {escape(diagnosis.explanation)}")
+    if diagnosis.params:
+        console.print(f"  params: {escape(json.dumps(diagnosis.params))}" + (f" (playbook {diagnosis.playbook})" if diagnosis.playbook else ""))
     for line in diagnosis.evidence:
         console.print(f"  evidence: {escape(line)}", soft_wrap=True)
     for call in diagnosis.tool_calls:
@@ -260,12 +264,24 @@ def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: Js
 def transcripts_show(
     run_id: Annotated[str, typer.Argument(help="run id (or a prefix), or 'latest'")],
     home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained review page here")] = None,
 ) -> None:
     """One run: status, attempts, stages, fixes, eval."""
     from fr_agent.runs import find_run
 
     run_dir = find_run(settings_from(config, home), run_id)
+    if html:
+        from fr_agent.cli_batch import write_run_html
+
+        write_run_html(run_dir, html)
     print_outcome(run_dir, as_json)
+
+
+cli_batch.register(app, transcripts_app)  # batch, ray-resources, transcripts diff / replay
+from fr_agent.cli_bench import bench_app  # noqa: E402  (the `bench` command group: diagnose, repair)
+app.add_typer(bench_app, name="bench")
+cli_llm.register(app)  # llm check / serve-scripted, hint
+cli_publish.register(app)  # publish RUN, card lint
 
 
 def main() -> None:

@@ -25,7 +25,21 @@ class ToolRejected(FrAgentError):
     exit_code = 3
 
 
+class AlreadyTried(ToolRejected):
+    """A proposed fix this run already tried (whatever its outcome); never applied twice."""
+
+    def __init__(self, label: str):
+        super().__init__(f"already tried in this run: {label}")
+        self.label = label
+
+
 class RunFailed(FrAgentError):
     """The loop stopped without a passing migration (unrepairable, limits, declined fixes)."""
 
     exit_code = 1
+
+
+class RunPaused(FrAgentError):
+    """The run stopped before its end on purpose (an LLM token budget spent); its checkpoint stays resumable."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later (`fr-agent resume`)

@@ -17,10 +17,11 @@ from pydantic import BaseModel
 
 from fr_agent.agents.repair import Runtime, build_graph
 from fr_agent.catalog import load_catalog
+from fr_agent.chat import HintBox
 from fr_agent.config import Settings
-from fr_agent.errors import FrAgentError
-from fr_agent.playbooks.planner import make_planner
-from fr_agent.sandboxes.local import LocalSandbox
+from fr_agent.errors import FrAgentError, RunPaused
+from fr_agent.playbooks.planner import check_planner, make_planner
+from fr_agent.sandboxes.local import HostSandbox, LocalSandbox
 from fr_agent.transcript import Transcript, read_events
 
 Approver = Callable[[dict], dict]
@@ -62,14 +63,23 @@ def find_run(settings: Settings, run: str) -> Path:
 
 def open_runtime(run_dir: Path, request: RunRequest, settings: Settings, auto_approve: bool) -> Runtime:
     catalog = load_catalog(request.catalog)
-    catalog.chip(request.chip)  # unknown chips fail before anything is written
-    if request.sandbox != "local":
-        raise FrAgentError(f"sandbox {request.sandbox!r} is not available; use 'local'")
-    sandbox = LocalSandbox(run_dir / "sandbox", settings.cache_dir, settings.hf_home,
-                           output_cap=settings.sandbox.output_cap_bytes, find_links=settings.sandbox.find_links)
+    chip = catalog.chip(request.chip)  # unknown chips fail before anything is written
+    if request.sandbox not in ("local", "docker", "host"):
+        raise FrAgentError(f"unknown sandbox {request.sandbox!r}; use 'local', 'docker' or 'host'")
+    if request.sandbox == "docker":
+        from fr_agent.sandboxes.docker import DockerSandbox
+
+        sandbox = DockerSandbox(run_dir / "sandbox", run_dir.name, chip, settings.cache_dir, settings.hf_home,
+                                settings=settings.sandbox.docker, home=settings.home,
+                                output_cap=settings.sandbox.output_cap_bytes, find_links=settings.sandbox.find_links)
+    else:
+        sandbox = (HostSandbox if request.sandbox == "host" else LocalSandbox)(
+            run_dir / "sandbox", settings.cache_dir, settings.hf_home,
+            output_cap=settings.sandbox.output_cap_bytes, find_links=settings.sandbox.find_links)
     return Runtime(run_id=run_dir.name, run_dir=run_dir, settings=settings, catalog=catalog, sandbox=sandbox,
-                   planner=make_planner(request.planner), transcript=Transcript(run_dir / "transcript.jsonl", run_dir.name),
-                   auto_approve=auto_approve)
+                   planner=make_planner(request.planner, settings, run_dir),
+                   transcript=Transcript(run_dir / "transcript.jsonl", run_dir.name),
+                   auto_approve=auto_approve, hints=HintBox(run_dir))
 
 
 def drive(rt: Runtime, first_input: Any, approver: Approver | None) -> dict:
@@ -98,6 +108,9 @@ def drive_recorded(rt: Runtime, first_input: Any, approver: Approver | None,
         rt.transcript.listeners.append(on_event)
     try:
         return drive(rt, first_input, approver)
+    except RunPaused as err:  # stopped on purpose and resumable: no run_finished
+        rt.transcript.emit("note", message="paused", reason=str(err))
+        raise
     except FrAgentError as err:
         rt.transcript.emit("run_finished", status="error", reason=str(err), fixes=[], passed=[])
         raise
@@ -106,13 +119,20 @@ def drive_recorded(rt: Runtime, first_input: Any, approver: Approver | None,
 
 
 def start_run(request: RunRequest, settings: Settings, *, auto_approve: bool, approver: Approver | None,
-              on_event: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
+              on_event: Callable[[dict], None] | None = None, run_id: str | None = None) -> tuple[Path, dict]:
     load_catalog(request.catalog).chip(request.chip)
-    run_dir = settings.runs_dir / new_run_id(request)
+    check_planner(request.planner, settings)  # a bad --planner fails before anything is written
+    if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", run_id):
+        raise FrAgentError(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-' only")
+    run_dir = settings.runs_dir / (run_id or new_run_id(request))
+    if run_dir.exists():
+        raise FrAgentError(f"run {run_dir.name} already exists; resume it with `fr-agent resume {run_dir.name}`")
     run_dir.mkdir(parents=True)
     (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
     rt = open_runtime(run_dir, request, settings, auto_approve)
     rt.transcript.emit("run_started", request=request.model_dump(), run_dir=str(run_dir))
+    for kind, fields in getattr(rt.planner, "start_events", []):  # e.g. what `--planner auto` chose, and why
+        rt.transcript.emit(kind, **fields)
     return run_dir, drive_recorded(rt, {"request": request.model_dump(), "status": "running", "reason": ""},
                                    approver, on_event)
 
@@ -125,6 +145,8 @@ def resume_run(run_dir: Path, settings: Settings, *, auto_approve: bool, approve
         raise FrAgentError(f"run {run_dir.name} already finished; nothing to resume")
     rt = open_runtime(run_dir, request, settings, auto_approve)
     rt.transcript.emit("note", message="resumed", passed_before=[e["stage"] for e in events if e["event"] == "stage" and e.get("ok")])
+    for kind, fields in getattr(rt.planner, "start_events", []):
+        rt.transcript.emit(kind, **fields)
     with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
         has_checkpoint = saver.get_tuple({"configurable": {"thread_id": run_dir.name}}) is not None
     first = None if has_checkpoint else {"request": request.model_dump(), "status": "running", "reason": ""}
@@ -136,6 +158,8 @@ def summarize(run_dir: Path) -> dict:
     events = list(read_events(run_dir / "transcript.jsonl")) if (run_dir / "transcript.jsonl").exists() else []
     request = json.loads((run_dir / "request.json").read_text())
     finished = next((e for e in reversed(events) if e["event"] == "run_finished"), None)
+    last_note = next((e for e in reversed(events) if e["event"] == "note" and e.get("message") in ("paused", "resumed")), None)
+    paused = last_note if last_note and last_note["message"] == "paused" else None
     eval_event = next((e for e in reversed(events) if e["event"] == "eval"), None)
     publish_event = next((e for e in reversed(events) if e["event"] == "publish"), None)
     stages = [{k: e.get(k) for k in ("attempt", "stage", "ok", "detail", "duration_s", "log_path")}
@@ -149,8 +173,9 @@ def summarize(run_dir: Path) -> dict:
         "run_id": run_dir.name,
         "model": request["model"],
         "chip": request["chip"],
-        "status": finished["status"] if finished else "unfinished",
-        "reason": finished["reason"] if finished else "run did not finish (resume it with `fr-agent resume`)",
+        "status": finished["status"] if finished else ("paused" if paused else "unfinished"),
+        "reason": finished["reason"] if finished else (paused["reason"] if paused else
+                                                       "run did not finish (resume it with `fr-agent resume`)"),
         "attempts": max((e.get("attempt", 0) for e in events), default=0),
         "stages": stages,
         "fixes": fixes,

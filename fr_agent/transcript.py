@@ -19,6 +19,7 @@ from fr_agent.secrets import redact_value
 EventKind = Literal[
     "run_started", "analysis", "precheck", "stage", "diagnosis", "plan", "tool_call",
     "verification", "eval", "publish", "run_finished", "note",
+    "llm_call", "chat",  # one request to the LLM planner (tokens, cost, latency); a user hint or a planner reply
 ]
 
 

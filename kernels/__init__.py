@@ -5,6 +5,8 @@ loaded by file path (sandbox venvs do not have fr_agent installed). A file
 ``<op>.py`` defines ``<op>(...)`` (the Triton-backed wrapper) and
 ``<op>_reference(...)`` (a torch reference computed in float32).
 
+``registry.py`` is the operator layer that puts these kernels (and FlagGems)
+into a model; ``search.py`` finds the operator set that is correct and fast.
 Nothing heavy is imported here: torch and triton load only when a kernel
 file itself is imported.
 """
@@ -16,7 +18,11 @@ import pathlib
 #: op name -> kernel file, relative to this directory.
 KERNELS: dict[str, str] = {
     "rms_norm": "rms_norm.py",
+    "fused_add_rms_norm": "fused_add_rms_norm.py",
     "silu_and_mul": "silu_and_mul.py",
+    "rotary_embedding": "rotary_embedding.py",
+    "softmax": "softmax.py",
+    "layer_norm": "layer_norm.py",
 }
 
 KERNELS_DIR = pathlib.Path(__file__).resolve().parent

@@ -1,12 +1,13 @@
 """SiLU-and-mul (the SwiGLU gate) as one Triton kernel (FlagGems style),
 plus its torch reference.
 
-    x: (..., 2 * d)  ->  silu(x[..., :d]) * x[..., d:]  : (..., d)
+    silu_and_mul(x)        x: (..., 2 * d)  ->  silu(x[..., :d]) * x[..., d:]   : (..., d)
+    silu_and_mul(g, u)     g, u: (..., d)   ->  silu(g) * u                      : (..., d)
 
-Loaded by file path inside sandbox venvs: imports only torch and triton.
-Every leading dimension is flattened into rows; the grid is
-(rows, cdiv(d, BLOCK_N)). Math is done in float32 and cast back.
-Supports float32, float16 and bfloat16.
+The two-tensor form is what an HF MLP has (gate_proj(x), up_proj(x)) and
+saves the concatenation. Loaded by file path inside sandbox venvs: imports
+only torch and triton. Leading dimensions are flattened into rows; the grid
+is (rows, cdiv(d, BLOCK_N)). Math in float32, cast back.
 """
 
 import torch
@@ -17,44 +18,51 @@ import triton.language as tl
 @triton.jit
 def silu_and_mul_kernel(
     Y,  # output, (M, d), contiguous
-    X,  # input, (M, 2 * d), contiguous
-    D,  # d = half the input's last dim
+    A,  # gate rows: A + row * stride_a
+    B,  # up rows:   B + row * stride_a
+    D,  # d
+    stride_a,  # elements between rows of A (and of B)
     BLOCK_N: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
-    pid_n = tl.program_id(1)
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = cols < D
-    X += row * 2 * D
-    Y += row * D
-    a = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
-    b = tl.load(X + D + cols, mask=mask, other=0.0).to(tl.float32)
-    silu = a / (1.0 + tl.exp(-a))
-    y = silu * b
-    tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
+    a = tl.load(A + row * stride_a + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    b = tl.load(B + row * stride_a + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    y = a / (1.0 + tl.exp(-a)) * b
+    tl.store(Y + row * D + cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
-def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
-    """silu(x[..., :d]) * x[..., d:] where x.shape[-1] == 2 * d."""
+def _launch(gate: torch.Tensor, up: torch.Tensor, stride: int, rows: int, d: int, out_shape, dtype, device):
+    y = torch.empty((rows, d), dtype=dtype, device=device)
+    if rows and d:
+        BLOCK_N = min(triton.next_power_of_2(d), 2048)
+        silu_and_mul_kernel[(rows, triton.cdiv(d, BLOCK_N))](
+            y, gate, up, d, stride, BLOCK_N=BLOCK_N, num_warps=4 if BLOCK_N <= 1024 else 8)
+    return y.reshape(out_shape)
+
+
+def silu_and_mul(x: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+    """silu(x[..., :d]) * x[..., d:] (x.shape[-1] == 2 * d), or silu(x) * up."""
+    if up is not None:
+        if up.shape != x.shape:
+            raise ValueError(f"silu_and_mul: gate {tuple(x.shape)} != up {tuple(up.shape)}")
+        d = x.shape[-1]
+        g2 = x.contiguous().reshape(-1, d)
+        u2 = up.to(x.dtype).contiguous().reshape(-1, d)
+        return _launch(g2, u2, d, g2.shape[0], d, tuple(x.shape), x.dtype, x.device)
     n2 = x.shape[-1]
     if n2 % 2 != 0:
         raise ValueError(f"silu_and_mul: last dim must be even, got {n2}")
     d = n2 // 2
     x2 = x.contiguous().reshape(-1, n2)
-    M = x2.shape[0]
-    y = torch.empty((M, d), dtype=x.dtype, device=x.device)
-    out_shape = tuple(x.shape[:-1]) + (d,)
-    if M == 0 or d == 0:
-        return y.reshape(out_shape)
-    BLOCK_N = min(triton.next_power_of_2(d), 1024)
-    grid = (M, triton.cdiv(d, BLOCK_N))
-    silu_and_mul_kernel[grid](y, x2, d, BLOCK_N=BLOCK_N)
-    return y.reshape(out_shape)
+    return _launch(x2, x2[:, d:], n2, x2.shape[0], d, tuple(x.shape[:-1]) + (d,), x.dtype, x.device)
 
 
-def silu_and_mul_reference(x: torch.Tensor) -> torch.Tensor:
+def silu_and_mul_reference(x: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
     """Torch reference: computed in float32, cast back to x's dtype."""
-    d = x.shape[-1] // 2
-    xf = x.float()
-    y = torch.nn.functional.silu(xf[..., :d]) * xf[..., d:]
+    if up is None:
+        d = x.shape[-1] // 2
+        x, up = x[..., :d], x[..., d:]
+    y = torch.nn.functional.silu(x.float()) * up.float()
     return y.to(x.dtype)

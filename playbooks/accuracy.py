@@ -17,6 +17,9 @@ def diagnose_eval(report: EvalReport, recipe: Recipe, chip_dtypes: list[str]) ->
     evidence = [f"{m.name}: reference {m.reference:.4f}, migrated {m.migrated:.4f} ({m.pct_diff:.2f}%)"
                 for m in report.metrics]
     calls = []
+    if recipe.operators.backend == "flaggems" and recipe.operators.include is None and recipe.torch_device != "cpu":
+        # all of FlagGems is on: find the faulty and the slow ops by probing the model, not op by op
+        calls.append(ToolCall(tool="search_operators", args={}))
     if recipe.operators.backend != "torch":
         overridden = [op for op in recipe.operators.ops if op not in recipe.operators.reference + recipe.operators.disabled]
         calls += [ToolCall(tool="patch_operator", args={"op": op, "strategy": "reference"}) for op in overridden]

@@ -1,31 +1,68 @@
-"""Planners turn a Diagnosis into tool calls. The playbook planner is the embedded default: it needs
-no endpoint and proposes the diagnosis's candidates in order, skipping fixes already tried.
-The scripted planner replays proposals from a file, as an LLM would send them (for tests, demos)."""
+"""Planners turn a failure's Diagnosis into tool calls, one round at a time. The playbook planner is the
+embedded default: it needs no endpoint and proposes the diagnosis's candidates in order, skipping fixes
+already tried. The scripted planner replays proposals from a file. The LLM planner (`llm_planner.py`)
+asks any OpenAI-compatible endpoint; `auto` uses it when one is configured and answers, else playbooks.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 
+from fr_agent.catalog import ChipProfile
+from fr_agent.chat import Hint
+from fr_agent.config import Settings
 from fr_agent.errors import FrAgentError
 from fr_agent.playbooks.diagnose import Diagnosis
+from fr_agent.recipe import Recipe
+from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import ToolCall
 
 
+@dataclass
+class PlanRound:
+    """What a planner sees in one round. `check` validates and admits a call exactly as the loop will
+    (raising ToolRejected, or AlreadyTried); `emit` writes transcript events; `source` says, for the
+    transcript, which planner the round's calls came from."""
+
+    diagnosis: Diagnosis
+    tried: set[str]
+    attempt: int = 1
+    recipe: Recipe | None = None
+    failure: dict = field(default_factory=dict)
+    hints: list[Hint] = field(default_factory=list)
+    sandbox: Sandbox | None = None
+    chip: ChipProfile | None = None
+    check: Callable[[ToolCall], ToolCall] | None = None
+    emit: Callable[..., Any] = lambda *args, **fields: None
+    source: str = ""
+
+    def reply(self, text: str) -> None:
+        """A planner's words to the user, shown in the session."""
+        self.emit("chat", attempt=self.attempt, role="planner", text=text)
+
+
 class Planner(Protocol):
+    """`start_events` (optional): (kind, fields) a planner announces when a run starts or resumes."""
+
     name: str
 
-    def propose(self, diagnosis: Diagnosis, tried: set[str]) -> list[ToolCall]: ...
+    def propose(self, round: PlanRound) -> list[ToolCall]: ...
 
 
 class PlaybookPlanner:
     name = "playbook"
 
-    def propose(self, diagnosis: Diagnosis, tried: set[str]) -> list[ToolCall]:
-        return [call for call in diagnosis.tool_calls if call.key() not in tried]
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        if round.hints:
+            round.reply("The playbook planner follows its failure signatures and cannot act on free text; "
+                        "run with --planner llm (or auto with an endpoint) for that.")
+        return [call for call in round.diagnosis.tool_calls if call.key() not in round.tried]
 
 
 class ScriptedPlanner:
@@ -44,7 +81,7 @@ class ScriptedPlanner:
         self.rounds = [r if isinstance(r, list) else [r] for r in rounds]
         self.used = 0
 
-    def propose(self, diagnosis: Diagnosis, tried: set[str]) -> list[ToolCall]:
+    def propose(self, round: PlanRound) -> list[ToolCall]:
         if self.used >= len(self.rounds):
             return []
         round_ = self.rounds[self.used]
@@ -57,9 +94,27 @@ class ScriptedPlanner:
         return calls
 
 
-def make_planner(spec: str) -> Planner:
+PLANNERS = "'playbook', 'llm', 'auto' or 'script:FILE'"
+
+
+def check_planner(spec: str, settings: Settings) -> None:
+    """Fail early, before a run directory exists, on a bad --planner; asks no endpoint anything."""
+    if spec == "llm":
+        from fr_agent.playbooks.llm_planner import llm_planner
+
+        llm_planner(settings, None)
+    elif spec not in ("auto", "playbook"):
+        make_planner(spec, settings)
+
+
+def make_planner(spec: str, settings: Settings | None = None, run_dir: Path | None = None) -> Planner:
     if spec == "playbook":
         return PlaybookPlanner()
     if spec.startswith("script:"):
         return ScriptedPlanner(Path(spec.removeprefix("script:")))
-    raise FrAgentError(f"unknown planner {spec!r}; use 'playbook' or 'script:FILE'")
+    if spec in ("llm", "auto"):
+        from fr_agent.playbooks.llm_planner import AutoPlanner, llm_planner
+
+        settings = settings or Settings()
+        return llm_planner(settings, run_dir) if spec == "llm" else AutoPlanner(settings, run_dir)
+    raise FrAgentError(f"unknown planner {spec!r}; use {PLANNERS}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -72,3 +72,22 @@ class Sandbox(Protocol):
     def probe(self, name: str) -> str:
         """Path, inside the sandbox, of a probe script shipped in fr_agent/sandboxes/probes."""
         ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A sandbox whose environment can be saved and restored (the docker sandbox: image tags). The repair
+    loop snapshots before a fix and rolls back when the fix fails its check, so whatever the fix
+    installed goes with it."""
+
+    def snapshot(self, label: str) -> str: ...
+
+    def rollback(self, label: str) -> str: ...
+
+
+@runtime_checkable
+class ChecksInside(Protocol):
+    """A sandbox that re-runs the precheck inside itself (a container sees its own python, compiler,
+    package sources, devices, disk and shm, not the host's); its checks replace the host's of the same name."""
+
+    def precheck(self, result: Any, analysis: Any, chip: Any) -> Any: ...

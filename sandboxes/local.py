@@ -6,8 +6,10 @@ and environment, command timeouts and bounded output capture.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import site
 import tempfile
 import subprocess
 import sys
@@ -219,3 +221,79 @@ def wait_for_health(server: LocalServer, *, timeout: float, stall_s: float) -> t
         if now - started > timeout:
             return False, f"server not healthy after {timeout:g}s"
         time.sleep(1.0)
+
+
+class HostSandbox(LocalSandbox):
+    """`--sandbox host`: for a machine whose stack is preinstalled and which has no package index (a GPU
+    machine with its vendor torch, triton, transformers, flag_gems). The venv sees the host interpreter's
+    site-packages (a .pth file: `--system-site-packages` alone would point at the base interpreter, not at
+    a venv the host's python may itself be); the recipe's pins are moved to the versions the host has
+    (`adopt_host_stack`, reported as a note), and only packages the host lacks are installed."""
+
+    name = "host"
+
+    def prepare(self, recipe: Recipe) -> CommandResult:
+        if (self.venv / "bin" / "python").exists():
+            return CommandResult(argv=["venv exists"], returncode=0, duration_s=0.0,
+                                 log_path=str(self.logs / "prepare.log"))
+        result = self._execute([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                                str(self.venv)], self.environment(recipe), timeout=300, log_name="prepare")
+        if result.ok:
+            version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+            lines = [f"import site; site.addsitedir({path!r})" for path in site.getsitepackages()]
+            (self.venv / "lib" / version / "site-packages" / "_fr_agent_host_site.pth").write_text("\n".join(lines) + "\n")
+        return result
+
+    def installed(self, recipe: Recipe) -> dict[str, str]:
+        code = ("import importlib.metadata as m, json; "
+                "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
+        result = self._execute([self.python, "-c", code], self.environment(recipe), timeout=120, log_name="freeze")
+        line = next((x for x in reversed(result.output.splitlines()) if x.startswith("{")), "{}")
+        return {normalize_name(name): version for name, version in json.loads(line).items()}
+
+    def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
+        prepared = self.prepare(recipe)
+        if not prepared.ok:
+            return prepared
+        have = self.installed(recipe)
+        missing = [p for p in recipe.packages if normalize_name(p.name) not in have
+                   or (p.version and have[normalize_name(p.name)] != p.version)]
+        if not missing and not any(normalize_name(n) in have for n in recipe.removed):
+            log = self.logs / f"{log_name}.log"
+            log.write_text("host sandbox: every pin is already satisfied by the host's packages\n")
+            return CommandResult(argv=["host: nothing to install"], returncode=0, duration_s=0.0, log_path=str(log))
+        return super().sync_packages(recipe.model_copy(update={"packages": missing}), log_name)
+
+    def precheck(self, result, analysis, chip):
+        """The host's interpreter is the sandbox's, and a package index is needed only for what the host
+        lacks (install says so if anything is): those two host checks are re-judged for this sandbox."""
+        from fr_agent.agents.precheck import Check
+
+        have = f"{sys.version_info.major}.{sys.version_info.minor}"
+        replaced = {
+            "python": Check(name="python", ok=True, detail=f"python {have}: the host's interpreter (recipe had "
+                            f"{analysis.recipe.python}; the host sandbox runs what the host has)"),
+            "package index": Check(name="package index", ok=True, detail="not needed up front: the host sandbox "
+                                   "installs only packages the host lacks"),
+        }
+        checks = [replaced.get(c.name, c) if not c.ok else c for c in result.checks]
+        return result.model_copy(update={"checks": checks})
+
+    def adopt_host_stack(self, recipe: Recipe) -> tuple[Recipe, str | None]:
+        """Pins of packages the host already has, moved to the host's versions; and a note saying which."""
+        self.prepare(recipe)
+        have = self.installed(recipe)
+        moved, packages = [], []
+        for pin in recipe.packages:
+            version = have.get(normalize_name(pin.name))
+            if version and version != pin.version:
+                moved.append(f"{pin.name} {version} (recipe had {pin.version or 'no pin'})")
+                pin = pin.model_copy(update={"version": version})
+            packages.append(pin)
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if python != recipe.python:
+            moved.append(f"python {python} (recipe had {recipe.python})")
+        if not moved:
+            return recipe, None
+        return (recipe.model_copy(update={"packages": packages, "python": python}),
+                "host stack pinned: " + ", ".join(moved))

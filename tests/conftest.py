@@ -1,5 +1,5 @@
 """Shared test setup: offline HF, one fr-agent home per session (so the uv cache and the tiny model
-are built once), and the `--run-gpu` switch."""
+are built once), and the `--run-gpu` and `--run-live` switches."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def pytest_addoption(parser):
     parser.addoption("--run-gpu", action="store_true", help="run tests that need a CUDA device")
+    parser.addoption("--run-live", action="store_true", help="run tests against a real LLM endpoint (FR_AGENT_LLM_*)")
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--run-live"):
+        offline = pytest.mark.skip(reason="talks to a real LLM endpoint: pass --run-live and set FR_AGENT_LLM_*")
+        for item in items:
+            if "live" in item.keywords:
+                item.add_marker(offline)
     if config.getoption("--run-gpu"):
         return
     skip = pytest.mark.skip(reason="needs a GPU: pass --run-gpu on a machine with one")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fr_agent.errors import ToolRejected
-from fr_agent.tools import fix_serve_config, install_dependency, patch_operator, set_env_var
+from fr_agent.tools import fix_serve_config, install_dependency, patch_operator, search_operators, set_env_var
 from fr_agent.tools.base import Tool, ToolArgs, ToolCall, Verification
 
 TOOLS: dict[str, Tool] = {
     tool.name: tool
-    for tool in (install_dependency.TOOL, set_env_var.TOOL, patch_operator.TOOL, fix_serve_config.TOOL)
+    for tool in (install_dependency.TOOL, set_env_var.TOOL, patch_operator.TOOL, fix_serve_config.TOOL,
+                 search_operators.TOOL)
 }
 
 

@@ -17,7 +17,7 @@ from fr_agent.errors import ToolRejected
 from fr_agent.recipe import Recipe, RecipeChange, Stage
 from fr_agent.sandboxes.base import CommandResult, Sandbox, probe_verdict
 
-ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config"]
+ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config", "search_operators"]
 
 
 class ToolArgs(BaseModel):
@@ -52,6 +52,9 @@ class Tool:
     verify: Callable[[Sandbox, Recipe, Any, Settings], Verification]
     rerun_from: Callable[[Any], Stage]
     admit: Callable[[Any, Recipe, Sandbox], None] = lambda args, recipe, sandbox: None
+    # Fills in arguments that only a measurement in the sandbox can give (the operator search), before
+    # `apply`; the loop records the resolved call, so the change replays without the measurement.
+    resolve: Callable[[Sandbox, Recipe, Any, Settings], Any] | None = None
 
     def validate(self, raw: dict[str, Any]) -> ToolArgs:
         try:

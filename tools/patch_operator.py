@@ -1,9 +1,12 @@
-"""patch_operator: change how one operator runs: switch its override off, force the torch reference,
-or compute it in another dtype. Verified by the operator check on that op alone."""
+"""patch_operator: change how one operator runs, through the operator layer (kernels/registry.py):
+switch a FlagGems op or an override off (exclude list), force the torch reference, compute it in another
+dtype, or swap in our Triton kernel from kernels/. Verified by the operator check on that op alone, or,
+for a FlagGems function the check does not know, by one probe of the model under the new plan."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,14 +14,20 @@ from pydantic import model_validator
 
 from fr_agent.config import Settings
 from fr_agent.errors import ToolRejected
+from fr_agent.kernels import KERNELS
+from fr_agent.kernels.registry import MODEL_HOOKS
 from fr_agent.recipe import DType, OperatorPlan, Recipe
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 
+# The ops sandboxes/probes/op_check.py can check one by one.
+CHECKED_OPS = ("rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear", "fused_add_rms_norm", "layer_norm")
+FLAGGEMS_NAME = re.compile(r"^_?[a-z][a-z0-9_]*$")
+
 
 class PatchOperatorArgs(ToolArgs):
     op: str
-    strategy: Literal["disable", "reference", "cast"]
+    strategy: Literal["disable", "reference", "cast", "kernel"]
     dtype: DType | None = None
 
     @model_validator(mode="after")
@@ -29,17 +38,33 @@ class PatchOperatorArgs(ToolArgs):
 
 
 def admit(args: PatchOperatorArgs, recipe: Recipe, sandbox: Sandbox) -> None:
-    if args.op not in recipe.operators.ops:
-        raise ToolRejected(f"operator {args.op!r} is not checked by this recipe; known: {', '.join(recipe.operators.ops)}")
+    plan = recipe.operators
+    if args.strategy == "kernel":
+        if args.op not in MODEL_HOOKS:
+            raise ToolRejected(f"no kernel of ours reaches a model for {args.op!r}; kernels: {', '.join(MODEL_HOOKS)}")
+        return
+    known = args.op in plan.ops or args.op in KERNELS or args.op in (plan.include or []) or args.op in (plan.kernels or [])
+    flaggems_op = plan.backend == "flaggems" and FLAGGEMS_NAME.match(args.op) is not None
+    if not (known or flaggems_op):
+        raise ToolRejected(f"operator {args.op!r} is not checked by this recipe; known: {', '.join(plan.ops)}"
+                           + ("" if plan.backend == "flaggems" else " (FlagGems functions need the flaggems backend)"))
 
 
 def patched(plan: OperatorPlan, args: PatchOperatorArgs) -> OperatorPlan:
     data = plan.model_dump()
     if args.strategy == "cast":
         data["cast"] = {**data["cast"], args.op: args.dtype}
+    elif args.strategy == "kernel":
+        data["kernels"] = sorted({*(data["kernels"] or []), args.op})
+        data["disabled"] = [op for op in data["disabled"] if op != args.op]
+        data["reference"] = [op for op in data["reference"] if op != args.op]
     else:
         field = "disabled" if args.strategy == "disable" else "reference"
         data[field] = sorted({*data[field], args.op})
+        if data["include"] is not None:  # an only_enable list must not bring a switched-off op back
+            data["include"] = [op for op in data["include"] if op != args.op]
+        if args.strategy == "disable" and data["kernels"]:
+            data["kernels"] = [op for op in data["kernels"] if op != args.op]
     return OperatorPlan.model_validate(data)
 
 
@@ -51,6 +76,19 @@ def apply(recipe: Recipe, args: PatchOperatorArgs) -> Recipe:
 def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: Settings) -> Verification:
     from fr_agent.agents.stages import operator_spec
 
+    if args.op not in CHECKED_OPS:  # a FlagGems function: judge the model under the new plan
+        from fr_agent.kernels.search import SandboxRunner, SearchError, SearchSettings
+        from fr_agent.tools.search_operators import kernels_dir
+
+        runner = SandboxRunner(sandbox, recipe, kernels_dir(), SearchSettings(), timeout=settings.timeouts.verify)
+        try:
+            probe = runner.check(recipe.operators.model_dump())
+        except SearchError as err:
+            return Verification(ok=False, detail=str(err))
+        ok = probe.status in ("ok", "slow")
+        detail = (f"model forward without FlagGems {args.op}: logits rel err {probe.rel_err:.3g}" if ok
+                  else f"model forward after {args.strategy} {args.op}: {probe.status}: {probe.error}")
+        return Verification(ok=ok, detail=detail, log_path=probe.log)
     spec = {**operator_spec(recipe), "ops": [args.op]}
     spec_path = Path(sandbox.workdir) / f"verify-op-{args.op}.json"
     spec_path.write_text(json.dumps(spec))
@@ -61,7 +99,8 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: 
 
 TOOL = Tool(
     name="patch_operator",
-    description="Disable an operator override, fall back to the torch reference, or compute it in another dtype.",
+    description="Switch one operator override off (FlagGems exclude list), fall back to the torch reference, "
+                "compute it in another dtype, or swap in our Triton kernel.",
     args_model=PatchOperatorArgs,
     apply=apply,
     verify=verify,

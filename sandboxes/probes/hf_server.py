@@ -7,7 +7,7 @@ sampled decoding, `logprobs`, `echo` + `prompt_logprobs`, `return_token_ids`, `m
 `ignore_eos`, and a plain chat endpoint.
 
 Usage: hf_server.py MODEL_PATH --host H --port P [--dtype D] [--device DEV] [--max-model-len N]
-       [--served-model-name NAME] [--trust-remote-code]
+       [--served-model-name NAME] [--trust-remote-code] [--operators PLAN_JSON]
 """
 
 from __future__ import annotations
@@ -203,6 +203,19 @@ def check_args(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def apply_operators(plan: dict, model) -> dict:
+    """FlagGems include/exclude and our Triton kernels, through the operator layer (loaded by path)."""
+    import importlib.util
+    from pathlib import Path
+
+    kernels_dir = plan.get("kernels_dir") or str(Path(__file__).resolve().parents[2] / "kernels")
+    spec = importlib.util.spec_from_file_location("_fr_operator_registry", str(Path(kernels_dir) / "registry.py"))
+    registry = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = registry
+    spec.loader.exec_module(registry)
+    return registry.apply({**plan, "kernels_dir": kernels_dir}, model).summary()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -213,6 +226,8 @@ def main() -> int:
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--operators", default=None, help="operator plan (JSON): FlagGems / Triton kernels applied "
+                        "to the loaded model through kernels/registry.py")
     parser.add_argument("--check", action="store_true", help="validate the args against the model config, print a "
                         "JSON verdict and exit (what fix_serve_config verifies with)")
     args = parser.parse_args()
@@ -221,6 +236,8 @@ def main() -> int:
     print(f"INFO: hf engine: loading {args.model} ({args.dtype} on {args.device})", flush=True)
     started = time.monotonic()
     engine = Engine(args)
+    if args.operators:
+        print(f"INFO: operators: {apply_operators(json.loads(args.operators), engine.model)}", flush=True)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(engine))
     print(f"INFO: model loaded in {time.monotonic() - started:.1f}s; serving on http://{args.host}:{args.port}",
           flush=True)

@@ -19,8 +19,14 @@ Spec (JSON object; every key optional)::
                                        # (and passed as use_gems(exclude=...))
       "reference": [],                 # ops forced onto the torch implementation
       "cast": {"softmax": "float32"},  # ops computed in that dtype, cast back
+      "include": null,                 # FlagGems functions to register (use_gems(include=...));
+                                       # null: all but "disabled"
+      "kernels": null,                 # ops on our Triton kernels whatever the backend;
+                                       # null: all that have one when backend is "kernels"
       "kernels_dir": "/abs/path/to/kernels"   # default: <repo>/kernels
     }
+
+Ops: the five above, plus "fused_add_rms_norm" and "layer_norm".
 
 Which ops have a kernel: ``KERNELS`` in ``kernels_dir/__init__.py`` (loaded
 by path), else every ``<op>.py`` there. A kernel file defines ``<op>(...)``.
@@ -32,7 +38,8 @@ op that is also in "disabled"/"reference"):
 * op in "cast"                      -> the backend's implementation, inputs
                                        cast to that dtype, result cast back
                                                               (impl "cast:<dtype>")
-* backend "kernels" and kernels_dir has a kernel for op -> Triton (impl "kernels")
+* op in "kernels" (or backend "kernels" with no list) and kernels_dir has a kernel for op
+                                    -> Triton (impl "kernels")
 * backend "flaggems"                -> torch op run inside
                                        ``flag_gems.use_gems(exclude=disabled)``
                                                               (impl "flaggems")
@@ -86,6 +93,7 @@ Exit code 0 iff every op passes, else 1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -99,6 +107,8 @@ import traceback
 from pathlib import Path
 
 DEFAULT_OPS = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear"]
+KNOWN_OPS = [*DEFAULT_OPS, "fused_add_rms_norm", "layer_norm"]
+LN_EPS = 1e-5
 
 # dtype -> (rtol, atol); see the module docstring.
 TOLERANCES = {
@@ -185,6 +195,10 @@ def _make_inputs(torch, op: str):
         return (q, k, emb.cos().float(), emb.sin().float())
     if op == "softmax":
         return (2.0 * torch.randn(B, S, H),)
+    if op == "fused_add_rms_norm":
+        return (torch.randn(B, S, H), torch.randn(B, S, H), 1.0 + 0.1 * torch.randn(H))
+    if op == "layer_norm":
+        return (torch.randn(B, S, H) + 0.5, 1.0 + 0.1 * torch.randn(H), 0.1 * torch.randn(H))
     if op == "linear":
         return (torch.randn(B, S, H), torch.randn(H, H) / math.sqrt(H), 0.1 * torch.randn(H))
     raise ValueError(f"unknown op {op!r}; known ops: {DEFAULT_OPS}")
@@ -199,6 +213,8 @@ def _torch_impl(op: str):
         "rotary_embedding": _rope_torch,
         "softmax": lambda x: torch.softmax(x, dim=-1),
         "linear": lambda x, w, b: F.linear(x, w, b),
+        "fused_add_rms_norm": lambda x, r, w: (_rms_norm_torch(x + r, w), x + r),
+        "layer_norm": lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b, LN_EPS),
     }[op]
 
 
@@ -219,6 +235,12 @@ def _reference64(op: str, args):
         return torch.softmax(args[0], dim=-1)
     if op == "linear":
         return F.linear(*args)
+    if op == "fused_add_rms_norm":
+        x, r, w = args
+        h = x + r
+        return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + RMS_EPS) * w, h
+    if op == "layer_norm":
+        return F.layer_norm(args[0], (args[0].shape[-1],), args[1], args[2], LN_EPS)
     raise KeyError(op)
 
 
@@ -254,11 +276,22 @@ def _kernel_table(kernels_dir: Path | None) -> dict[str, str]:
 def _kernel_impl(op: str, kernels_dir: Path, table: dict[str, str]):
     mod = _load_module(f"_fr_kernel_{op}", kernels_dir / table[op])
     fn = getattr(mod, op)
-    return fn if op != "rms_norm" else (lambda x, w: fn(x, w, RMS_EPS))
+    adapters = {
+        "rms_norm": lambda x, w: fn(x, w, RMS_EPS),
+        "fused_add_rms_norm": lambda x, r, w: fn(x, r, w, RMS_EPS),
+        "layer_norm": lambda x, w, b: fn(x, w, b, LN_EPS),
+        # cos/sin are (seq, head_dim) here, q/k (batch, seq, heads, head_dim): broadcast over heads
+        "rotary_embedding": lambda q, k, cos, sin: fn(q, k, cos, sin, 1),
+    }
+    return adapters.get(op, fn)
 
 
-def _flaggems_context(disabled: list[str]):
+def _flaggems_context(disabled: list[str], include: list[str] | None = None):
     import flag_gems  # ImportError (or anything else) -> the op's record is an error
+    if include is not None:  # the plan names the FlagGems functions to register (only_enable)
+        chosen = [op for op in include if op not in disabled]
+        # use_gems(include=[]) would fall through to enable(): everything. None chosen = none registered.
+        return flag_gems.use_gems(include=chosen) if chosen else contextlib.nullcontext()
     try:
         return flag_gems.use_gems(exclude=list(disabled))
     except TypeError:  # older FlagGems: use_gems() takes no exclude
@@ -276,8 +309,8 @@ def _as_tuple(out):
 
 def _check_one(torch, op: str, spec: dict, dtype, dtype_name: str, device: str,
                kernels_dir: Path | None, table: dict[str, str]) -> dict:
-    if op not in DEFAULT_OPS:
-        raise ValueError(f"unknown op {op!r}; known ops: {DEFAULT_OPS}")
+    if op not in KNOWN_OPS:
+        raise ValueError(f"unknown op {op!r}; known ops: {KNOWN_OPS}")
     backend = spec["backend"]
     disabled = spec["disabled"]
     forced_ref = op in disabled or op in spec["reference"]
@@ -287,7 +320,7 @@ def _check_one(torch, op: str, spec: dict, dtype, dtype_name: str, device: str,
     use_gems = False
     if forced_ref:
         impl_name, fn = "reference", _torch_impl(op)
-    elif backend == "kernels" and op in table:
+    elif op in table and (op in (spec["kernels"] or []) or (backend == "kernels" and spec["kernels"] is None)):
         impl_name, fn = "kernels", _kernel_impl(op, kernels_dir, table)
     elif backend == "flaggems":
         impl_name, fn, use_gems = "flaggems", _torch_impl(op), True
@@ -308,7 +341,7 @@ def _check_one(torch, op: str, spec: dict, dtype, dtype_name: str, device: str,
     ref = _as_tuple(_reference64(op, tuple(t.double() for t in inputs)))
     args = tuple(t.to(device=device, dtype=compute_dtype) for t in inputs)
 
-    ctx = _flaggems_context(disabled) if use_gems else None
+    ctx = _flaggems_context(disabled, spec["include"]) if use_gems else None
     if ctx is not None:
         with ctx:
             out = fn(*args)
@@ -363,8 +396,10 @@ def _impl_label(op: str, spec: dict, table) -> str:
             return f"cast:{_dtype_name(spec['cast'][op])}"
         except ValueError:
             return f"cast:{spec['cast'][op]}"
-    if spec["backend"] == "kernels":
-        return "kernels" if table is not None and op in table else "torch"
+    if spec["backend"] == "kernels" or op in (spec["kernels"] or []):
+        if table is not None and op in table and (spec["kernels"] is None or op in spec["kernels"]):
+            return "kernels"
+        return "torch" if spec["backend"] != "flaggems" else "flaggems"
     if spec["backend"] == "flaggems":
         return "flaggems"
     return "torch"
@@ -384,6 +419,8 @@ def _load_spec(path: str) -> dict:
         "reference": [str(o) for o in (raw.get("reference") or [])],
         "cast": {str(k): str(v) for k, v in (raw.get("cast") or {}).items()},
         "kernels_dir": raw.get("kernels_dir"),
+        "include": [str(o) for o in raw["include"]] if raw.get("include") is not None else None,
+        "kernels": [str(o) for o in raw["kernels"]] if raw.get("kernels") is not None else None,
     }
 
 
@@ -422,7 +459,7 @@ def _worker(spec_path: str, journal_path: str, ops: list[str]) -> int:
         return 1
 
     kernels_dir = _resolve_kernels_dir(spec)
-    table = _kernel_table(kernels_dir) if spec["backend"] == "kernels" else {}
+    table = _kernel_table(kernels_dir) if spec["backend"] == "kernels" or spec["kernels"] else {}
     note({"event": "kernels", "ops": sorted(table)})
     _log(f"device={spec['device']} dtype={dtype_name} backend={spec['backend']} "
          f"kernels_dir={kernels_dir} kernels={sorted(table)} "

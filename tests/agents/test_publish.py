@@ -5,51 +5,19 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from fr_agent.agents.publish import publish
-from fr_agent.evals.report import EvalReport, MetricRow
-from fr_agent.recipe import ModelRef, PackagePin, Recipe, RecipeChange, ServePlan
+from release_data import HF, PASSWORD, SK, make_recipe, make_report
 
-HF = "hf_abcdefghijklmnopqrstuvwxyz123456"
-SK = "sk-abcdefghijklmnopqrstuvwxyz0123"
-PASSWORD = "hunter2-not-token-shaped"
-FILES = ["README.md", "Dockerfile", "serve.yaml", "fr-agent.env", "eval.json", "eval.md", "recipe.json"]
+from fr_agent.agents.publish import SECTIONS, publish
+from fr_agent.recipe import Recipe
+
+FILES = ["README.md", "Dockerfile", "serve.yaml", "fr-agent.env", "eval.json", "eval.md", "recipe.json", "eval.png"]
 
 
-def make_recipe(entrypoint="api_server") -> Recipe:
-    return Recipe(
-        model=ModelRef(name="Qwen2.5-0.5B-Instruct", repo_id="Qwen/Qwen2.5-0.5B-Instruct"),
-        chip="cpu-x86",
-        base_image="vendor/vllm-cpu:0.32.0",
-        dtype="bfloat16",
-        packages=[PackagePin(name="vllm", version="0.32.0"), PackagePin(name="transformers", version="5.19.0")],
-        removed=["flash-attn", "xformers"],
-        env={"HF_TOKEN": HF, "VLLM_CPU_KVCACHE_SPACE": "4", "OMP_NUM_THREADS": "8", "GREETING": "a b$c",
-             "DB_PASSWORD": PASSWORD},
-        serve=ServePlan(entrypoint=entrypoint, engine_args={"max_model_len": 2048, "enforce_eager": True}),
-        changes=[
-            RecipeChange(tool="set_env", args={"name": "VLLM_CPU_KVCACHE_SPACE", "value": "4"},
-                         summary="KV cache did not fit the default"),
-            RecipeChange(tool="set_env", args={"name": "DB_PASSWORD", "value": PASSWORD}, summary="database login"),
-            RecipeChange(tool="set_engine_arg", args={"key": "max_model_len", "value": 2048, "note": SK},
-                         summary="shorter context to fit memory"),
-        ],
-    )
-
-
-def make_report() -> EvalReport:
-    return EvalReport(
-        metrics=[MetricRow(name="greedy_token_agreement", reference=1.0, migrated=0.97),
-                 MetricRow(name="perplexity", reference=8.1, migrated=8.3, higher_is_better=False)],
-        reference_backend="transformers float32 on host cpu",
-        migrated_backend="vllm-cpu 0.32.0 bfloat16 in sandbox",
-        samples=32,
-    )
-
-
-@pytest.fixture
-def published(tmp_path):
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
     recipe = make_recipe()
-    result = publish(recipe, make_report(), tmp_path / "out", run_id="run-123", chip_description="x86 host CPU")
+    result = publish(recipe, make_report(), tmp_path_factory.mktemp("release") / "out", run_id="run-123",
+                     chip_description="x86 host CPU")
     return recipe, result
 
 
@@ -70,7 +38,11 @@ def test_model_card_metadata(published):
     assert card.data.license == "apache-2.0"
     assert card.data.pipeline_tag == "text-generation"
     assert {"fr-agent", "cpu-x86", "vllm"} <= set(card.data.tags)
+    assert card.data.fr_agent == {"run_id": "run-123", "chip": "cpu-x86", "engine": "vllm", "dtype": "bfloat16",
+                                  "gate_passed": True}
     assert "run-123" in card.text and "x86 host CPU" in card.text
+    headings = [line[3:] for line in card.text.splitlines() if line.startswith("## ")]
+    assert headings == list(SECTIONS)
 
 
 def test_license_kwarg(tmp_path):
@@ -84,7 +56,11 @@ def test_eval_table_has_the_numbers(published):
         text = read(result, name)
         assert "| greedy_token_agreement | 1 | 0.97 | 0.03 | 3.00% |" in text
         assert "| perplexity | 8.1 | 8.3 | 0.2 | 2.47% |" in text
+        assert "| throughput_c1 (tok/s) | 300 | 410 | 110 | 36.67% |" in text
         assert "Gate passed" in text and make_report().gate_reason in text
+        assert "throughput ratio 1.37x >= 1x" in text
+        assert "- lm-eval: skipped, lm-evaluation-harness is not installed" in text
+        assert "![" in text and "](eval.png)" in text
 
 
 def test_eval_json(published):
@@ -92,7 +68,9 @@ def test_eval_json(published):
     data = json.loads(read(result, "eval.json"))
     assert data["run_id"] == "run-123" and data["chip"] == "cpu-x86"
     assert data["model"] == "Qwen/Qwen2.5-0.5B-Instruct" and data["gate_passed"] is True
-    assert [m["migrated"] for m in data["metrics"]] == [0.97, 8.3]
+    assert [m["migrated"] for m in data["metrics"]] == [0.97, 8.3, 0.25, 410.0, 0.08]
+    assert data["perf_ratio"] == pytest.approx(410 / 300) and data["min_perf_ratio"] == 1.0
+    assert [m["kind"] for m in data["metrics"]] == ["accuracy", "accuracy", "accuracy", "throughput", "latency"]
 
 
 def test_readme_serve_command(published):
@@ -153,6 +131,9 @@ def test_recipe_json_round_trips_redacted(published):
 def test_no_secret_in_any_file(published):
     _, result = published
     for path in result.out_dir.iterdir():
+        if path.suffix == ".png":
+            assert HF.encode() not in path.read_bytes()
+            continue
         text = path.read_text(encoding="utf-8")
         assert HF not in text and SK not in text and PASSWORD not in text, path.name
 
@@ -169,3 +150,24 @@ def test_no_placeholder_text(published):
     text = read(result, "README.md")
     for marker in ["More Information Needed", "TODO", "{{", "<your", "XXX"]:
         assert marker not in text
+
+
+def test_chart_is_a_png_and_publishing_again_gives_the_same_bytes(tmp_path):
+    first = publish(make_recipe(), make_report(), tmp_path / "a", run_id="r")
+    second = publish(make_recipe(), make_report(), tmp_path / "b", run_id="r")
+    assert (first.out_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for path in first.files:
+        assert path.read_bytes() == (second.out_dir / path.name).read_bytes(), path.name
+
+
+def test_hf_engine_release_carries_its_server(tmp_path):
+    recipe = make_recipe(engine="hf")
+    result = publish(recipe, make_report(), tmp_path, run_id="r")
+    assert (tmp_path / "hf_server.py").read_text().startswith('"""The `hf` engine')
+    docker = read(result, "Dockerfile")
+    assert "COPY hf_server.py /app/hf_server.py" in docker
+    cmd = json.loads(next(line for line in docker.splitlines() if line.startswith("CMD "))[4:])
+    assert cmd[:3] == ["python", "hf_server.py", "Qwen/Qwen2.5-0.5B-Instruct"]
+    assert "--dtype" in cmd and cmd[cmd.index("--dtype") + 1] == "bfloat16"
+    assert yaml.safe_load(read(result, "serve.yaml"))[0]["engine"] == "hf"
+    assert "served by fr-agent's transformers server" in read(result, "README.md")

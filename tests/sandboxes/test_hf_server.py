@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fr_agent.agents.stages import free_port
-from fr_agent.evals.consistency import Reference, Served, prefix_agreement
+from fr_agent.evals.endpoint import Endpoint
 
 SERVER = Path(__file__).parents[2] / "sandboxes" / "probes" / "hf_server.py"
 
@@ -39,13 +39,22 @@ def hf_server(tiny_model, tmp_path_factory):
 
 
 def test_greedy_and_prompt_logprobs_match_the_reference(hf_server, tiny_model):
-    reference, served = Reference(str(tiny_model)), Served(hf_server)
-    ids = reference.encode("Compilers lower a model to the chip")
-    assert prefix_agreement(reference.greedy(ids, 12), served.greedy(ids, 12)) == 1.0
-    ref_lp, ref_top = reference.token_logprobs(ids)
-    mig_lp, mig_top = served.token_logprobs(ids)
-    assert mig_top == ref_top
-    assert max(abs(a - b) for a, b in zip(ref_lp, mig_lp)) < 1e-3
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    served = Endpoint(hf_server)
+    ids = tokenizer("Compilers lower a model to the chip").input_ids
+    with torch.no_grad():
+        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                                pad_token_id=tokenizer.eos_token_id)[0, len(ids):].tolist()
+        logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+    assert served.greedy(ids, 12) == greedy
+    positions = served.prompt_logprobs(ids, 1)
+    assert [min(top, key=top.get) for _, _, top in positions] == logprobs.argmax(-1).tolist()
+    ref_lp = logprobs.gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+    assert max(abs(a - b[0]) for a, b in zip(ref_lp, positions)) < 1e-3
 
 
 def test_text_completion_with_logprobs_and_chat(hf_server):

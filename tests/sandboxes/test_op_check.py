@@ -72,13 +72,12 @@ def test_kernels_backend_without_interpreter_fails_then_reference_repairs(tmp_pa
     spec = {"dtype": "bfloat16", "backend": "kernels", "ops": ALL_OPS}
     result, proc = run_probe(tmp_path, spec)
     assert result["ok"] is False and proc.returncode == 1
-    for op in ("rms_norm", "silu_and_mul"):
+    for op in ("rms_norm", "silu_and_mul", "rotary_embedding", "softmax"):
         rec = result["ops"][op]
         assert rec["status"] == "error" and rec["impl"] == "kernels", rec
         assert "active drivers" in rec["error"], rec  # Triton's own text
         assert rec["max_abs_err"] is None
-    for op in ("rotary_embedding", "softmax", "linear"):  # no kernel: torch
-        assert result["ops"][op]["status"] == "pass" and result["ops"][op]["impl"] == "torch"
+    assert result["ops"]["linear"]["status"] == "pass" and result["ops"]["linear"]["impl"] == "torch"  # no kernel
     # The real Triton error and its traceback reach stderr (the sandbox log).
     assert "Traceback (most recent call last)" in proc.stderr
     assert "RuntimeError: 0 active drivers" in proc.stderr
@@ -87,12 +86,12 @@ def test_kernels_backend_without_interpreter_fails_then_reference_repairs(tmp_pa
     assert re.search(r"^op_check: rms_norm failed: .*0 active drivers", proc.stderr, re.M)
 
     # The repair: route the failing ops to the torch reference.
-    spec["reference"] = ["rms_norm", "silu_and_mul"]
+    spec["reference"] = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax"]
     result, proc = run_probe(tmp_path, spec)
     _assert_all_pass(
         result,
-        {"rms_norm": "reference", "silu_and_mul": "reference", "rotary_embedding": "torch",
-         "softmax": "torch", "linear": "torch"},
+        {"rms_norm": "reference", "silu_and_mul": "reference", "rotary_embedding": "reference",
+         "softmax": "reference", "linear": "torch"},
         proc.stderr,
     )
 
@@ -103,8 +102,8 @@ def test_kernels_backend_with_interpreter_passes(tmp_path):
     )
     _assert_all_pass(
         result,
-        {"rms_norm": "kernels", "silu_and_mul": "kernels", "rotary_embedding": "torch",
-         "softmax": "torch", "linear": "torch"},
+        {"rms_norm": "kernels", "silu_and_mul": "kernels", "rotary_embedding": "kernels",
+         "softmax": "kernels", "linear": "torch"},
         proc.stderr,
     )
 
@@ -189,3 +188,12 @@ def test_bad_spec_still_answers_one_json_line(tmp_path):
                           capture_output=True, text=True, env=_env(False), timeout=60)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["ok"] is False
+
+
+def test_kernels_listed_in_the_plan_run_on_any_backend(tmp_path):
+    """The recipe's `kernels` list swaps our kernels in over the torch backend, new ops included."""
+    ops = ["layer_norm", "fused_add_rms_norm", "softmax"]
+    result, proc = run_probe(tmp_path, {"dtype": "bfloat16", "backend": "torch", "ops": ops,
+                                        "kernels": ["layer_norm", "fused_add_rms_norm"]}, interpret=True)
+    _assert_all_pass(result, {"layer_norm": "kernels", "fused_add_rms_norm": "kernels", "softmax": "torch"},
+                     proc.stderr)

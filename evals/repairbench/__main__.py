@@ -1,0 +1,5 @@
+import sys
+
+from fr_agent.evals.repairbench.bench import main
+
+sys.exit(main())

