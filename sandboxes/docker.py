@@ -2,9 +2,10 @@
 
 A run's environment is an image. The chip's sandbox image (`docker_images.py`: the chip profile's base
 image plus `dockerfiles/<family>.Dockerfile`) is where it starts; installing the recipe's packages runs in a
-container and is committed (`docker commit`) as the run's `work` image. Every other step runs in a
-fresh container from `work` that is thrown away afterwards, so a stage cannot change the environment:
-only installs can, and each install is a commit.
+container and is committed (`docker commit`) as the run's `work` image. Every other step is a
+`docker exec` in one container of `work` with a read-only root (writable: /tmp, the run's work and log
+dirs), kept up while `work` stays the same, so a stage cannot change the environment (only installs
+can, and each install is a commit) and imports stay warm between steps.
 
 Snapshots name states of `work` (a tag, nothing copied). The repair loop snapshots before it applies a
 fix and rolls back to that snapshot when the fix fails its verification: packages the fix installed go
@@ -269,6 +270,7 @@ class DockerSandbox:
 
     def remove_images(self) -> None:
         """Drop this run's images (work and snapshots); the chip's sandbox image stays."""
+        self.close()
         for image in self.client.images.list(name=self.repository):
             for ref in image.tags:
                 try:

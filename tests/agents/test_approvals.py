@@ -14,7 +14,7 @@ def last_run(home):
     return json.loads(fr_agent("transcripts", "show", "latest", "--json", home=home).stdout)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_declined_fix_is_not_applied(fr_home, tiny_model):
     result = fr_agent("run", "tiny-llama", "--chip", "cpu", home=fr_home, input="n\n")
     assert result.returncode == 1, result.stderr[-2000:]
@@ -26,7 +26,7 @@ def test_declined_fix_is_not_applied(fr_home, tiny_model):
     assert [e["status"] for e in events if e["event"] == "tool_call"] == ["declined"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_edited_fix_is_validated_like_any_other(fr_home, tiny_model):
     edit = json.dumps({"package": "torchvision-cpu-hallucinated-zz9", "action": "install"})
     result = fr_agent("run", "tiny-llama", "--chip", "cpu", home=fr_home, input=f"e\n{edit}\n")

@@ -34,7 +34,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, tiny_model):
     before = set((fr_home / "runs").glob("*"))
     env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": SECRET}

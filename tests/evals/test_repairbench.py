@@ -170,7 +170,7 @@ def test_unknown_scenario_is_a_one_line_error(fr_home):
     assert "unknown scenario no-such-scenario" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cheap_scenario_through_the_real_loop(fr_home, tiny_model):
     """pin-conflict-hub: the resolver refuses the broken pins; the loop reads the resolver's message, moves the
     pin, verifies the install, and the install stage passes again; the scenario's verify command agrees."""

@@ -24,7 +24,7 @@ from fr_agent.transcript import read_events
 from tests.cli_helpers import fr_agent
 from tests.sandboxes.conftest import build_wheel
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 # Small, except the task suites: the card linter blocks a card with a zero score, which the tiny model
 # gets on a one-item category; 20 per category it scores above zero on each.
