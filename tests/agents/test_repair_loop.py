@@ -97,8 +97,8 @@ def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, ti
     # Transcript: typed JSON lines with run id and attempt; the token reached nothing written.
     lines = transcript.read_text().splitlines()
     assert all({"event", "run_id", "attempt", "ts"} <= json.loads(line).keys() for line in lines)
-    for path in [transcript, *publish_dir.iterdir()]:
-        assert SECRET not in path.read_text()
+    for path in [transcript, *publish_dir.iterdir()]:  # eval.png included: bytes, not text
+        assert SECRET.encode() not in path.read_bytes()
 
     shown = json.loads(fr_agent("transcripts", "show", "latest", "--json", home=fr_home).stdout)
     assert shown["run_id"] == run_dir.name and shown["status"] == "passed"
