@@ -62,7 +62,8 @@ def auto_run(request, fr_home, tiny_model, tmp_path_factory):
         process.communicate()
 
 
-pytestmark = pytest.mark.usefixtures("auto_run")
+# Minutes of both cores (two full runs with eval): run with -m slow; CI runs the LLM planner's unit and golden tests.
+pytestmark = [pytest.mark.usefixtures("auto_run"), pytest.mark.slow]
 
 
 def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
