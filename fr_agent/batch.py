@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fr_agent.errors import FrAgentError
+from fr_agent.sandboxes.local import stop_process_group
 from fr_agent.secrets import redact_text
 
 # A job's outcome is its run's final status (passed, failed, precheck_failed, eval_failed, publish_failed, error,
@@ -405,21 +406,6 @@ def spawn(spec: LaunchSpec) -> subprocess.Popen:
                                 preexec_fn=_die_with(os.getpid()))
 
 
-def stop_group(process: subprocess.Popen, first: signal.Signals, grace_s: float) -> None:
-    for sig, wait_s in ((first, grace_s), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _tail(path: str, limit: int = 4000) -> str:
     try:
         with open(path, "rb") as handle:
@@ -448,9 +434,9 @@ def run_to_end(spec: LaunchSpec, host: str | None = None) -> ProcessResult:
         process.wait(timeout=spec.timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        stop_group(process, signal.SIGINT, grace_s=20)
+        stop_process_group(process, grace_s=20, first=signal.SIGINT)
     except BaseException:
-        stop_group(process, signal.SIGINT, grace_s=20)
+        stop_process_group(process, grace_s=20, first=signal.SIGINT)
         raise
     return collect(spec, process.returncode, time.monotonic() - started, timed_out, host or socket.gethostname())
 
@@ -491,7 +477,7 @@ class LocalExecutor:
             for job_id, (process, spec, started) in list(self.running.items()):
                 timed_out = process.poll() is None and time.monotonic() - started > spec.timeout_s
                 if timed_out:
-                    stop_group(process, signal.SIGINT, grace_s=20)
+                    stop_process_group(process, grace_s=20, first=signal.SIGINT)
                 if process.poll() is not None:
                     del self.running[job_id]
                     done.append((job_id, collect(spec, process.returncode, time.monotonic() - started, timed_out,
@@ -511,7 +497,7 @@ class LocalExecutor:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                stop_group(process, signal.SIGKILL, grace_s=5)
+                stop_process_group(process, grace_s=5, first=signal.SIGKILL)
             stopped.append((job_id, collect(spec, process.returncode, time.monotonic() - started, False,
                                             socket.gethostname())))
         self.running.clear()

@@ -69,10 +69,11 @@ class LocalServer:
         stop_process_group(self.process, grace_s=15)
 
 
-def stop_process_group(process: subprocess.Popen, grace_s: float) -> None:
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
+def stop_process_group(process: subprocess.Popen, grace_s: float, first: signal.Signals = signal.SIGTERM) -> None:
+    """`first` to the whole group, then SIGKILL after `grace_s`."""
+    for sig, wait_s in ((first, grace_s), (signal.SIGKILL, 5)):
+        if process.poll() is not None:
+            return
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
