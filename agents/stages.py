@@ -160,13 +160,12 @@ def serve(recipe: Recipe, ctx: StageContext) -> StageResult:
     port = free_port()
     argv = recipe.serve_argv(ctx.sandbox.python, recipe.model.path or recipe.model.name, port,
                              probes_dir=str(Path(ctx.sandbox.probe("hf_server.py")).parent))
-    server = ctx.sandbox.start(argv, recipe, port=port, log_name=ctx.log("serve"))
+    # owned from its first second: an interrupt while it loads still stops it (drive's finally)
+    ctx.live.server = server = ctx.sandbox.start(argv, recipe, port=port, log_name=ctx.log("serve"))
     healthy, detail = wait_for_health(server, timeout=ctx.settings.timeouts.serve,
                                       stall_s=ctx.settings.sandbox.serve_log_stall_s)
-    if healthy:
-        ctx.live.server = server
-    else:
-        server.stop()
+    if not healthy:
+        ctx.live.stop_server()
     return StageResult(stage="serve", ok=healthy, detail=detail, log_path=str(server.log_path),
                        duration_s=round(time.monotonic() - started, 2), timed_out="after" in detail and not healthy)
 

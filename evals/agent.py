@@ -36,8 +36,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def weight_bytes(model_path: str) -> int:
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin", "*.pt")
+               for f in Path(model_path).glob(pattern))
+
+
+def reference_device(model_path: str, settings: EvalSettings) -> str:
+    """cpu or cuda. auto: cuda when torch sees a device with room for the reference in its dtype (weights as
+    stored are 16-bit or wider: float32 needs at most twice their size) plus a quarter for activations;
+    a 7B model's float32 reference on a CPU takes hours, on the chip minutes."""
+    if settings.reference_device != "auto":
+        return settings.reference_device
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "cpu"
+        free, _ = torch.cuda.mem_get_info()
+    except Exception:  # noqa: BLE001 - no usable CUDA: the CPU is the reference
+        return "cpu"
+    scale = 2 if settings.reference_dtype == "float32" else 1
+    return "cuda" if weight_bytes(model_path) * scale * 1.25 < free else "cpu"
+
+
 @contextmanager
-def reference_server(model_path: str, settings: EvalSettings, log_path: Path) -> Iterator[str]:
+def reference_server(model_path: str, settings: EvalSettings, log_path: Path, device: str = "cpu") -> Iterator[str]:
     """The reference endpoint's URL: the configured one, or a float32 transformers server started here."""
     if settings.reference_url:
         yield settings.reference_url
@@ -45,7 +68,7 @@ def reference_server(model_path: str, settings: EvalSettings, log_path: Path) ->
     script = resources.files("fr_agent.sandboxes.probes").joinpath("hf_server.py")
     port = free_port()
     argv = [sys.executable, str(script), model_path, "--host", "127.0.0.1", "--port", str(port),
-            "--dtype", settings.reference_dtype, "--device", "cpu"]
+            "--dtype", settings.reference_dtype, "--device", device]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -97,8 +120,10 @@ def evaluate(model_path: str, server_url: str, *, migrated_backend: str, setting
     started = time.monotonic()
     rows: list[MetricRow] = []
     outcomes: list[SuiteOutcome] = []
+    device = "cpu" if settings.reference_url else reference_device(model_path, settings)
     reference_backend = (f"OpenAI-compatible server at {settings.reference_url}" if settings.reference_url else
-                         f"transformers {settings.reference_dtype} on this host's CPU (fr-agent hf_server)")
+                         f"transformers {settings.reference_dtype} on this host's {device.upper()} "
+                         "(fr-agent hf_server, native torch ops)")
 
     def report() -> EvalReport:
         return EvalReport(metrics=rows, outcomes=outcomes, threshold_pct=settings.threshold_pct,
@@ -113,7 +138,8 @@ def evaluate(model_path: str, server_url: str, *, migrated_backend: str, setting
             migrated = Endpoint(server_url)  # first: a dead migrated server fails before a reference is started
             stack.callback(migrated.close)
             tokenizer = AutoTokenizer.from_pretrained(model_path)
-            ref_url = stack.enter_context(reference_server(model_path, settings, log_dir / "reference-server.log"))
+            ref_url = stack.enter_context(reference_server(model_path, settings, log_dir / "reference-server.log",
+                                                           device))
             reference = Endpoint(ref_url)
             stack.callback(reference.close)
         except Exception as err:  # without both endpoints no suite can run: the report says why

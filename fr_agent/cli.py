@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,6 +38,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 def fail(message: str, code: int = 2) -> None:
     err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a run."""
+
+
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM (`timeout`, a batch runner, `kill`) unwinds a run like Ctrl-C does, so its servers and probes
+    are stopped and its checkpoint kept; the default action would end the process and orphan them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(err: KeyboardInterrupt, message: str) -> None:
+    fail(("terminated" if isinstance(err, Terminated) else "interrupted") + message,
+         143 if isinstance(err, Terminated) else 130)
 
 
 def settings_from(config: Path | None, home: Path | None) -> Settings:
@@ -143,11 +173,13 @@ def run(
                          engine=engine, catalog=str(catalog) if catalog else None)
     run_dir = None
     try:
-        approver, on_event = session_hooks(open_session(yes, err_console if as_json else console, settings.runs_dir), yes,
-                                            None if as_json else show_event)
-        run_dir, _ = start_run(request, settings, auto_approve=yes, approver=approver, on_event=on_event, run_id=run_id)
-    except KeyboardInterrupt:
-        fail("interrupted; the run is checkpointed: `fr-agent resume latest` continues it", 130)
+        with sigterm_interrupts():
+            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
+                                                            settings.runs_dir), yes, None if as_json else show_event)
+            run_dir, _ = start_run(request, settings, auto_approve=yes, approver=approver, on_event=on_event,
+                                   run_id=run_id)
+    except KeyboardInterrupt as err:
+        interrupted(err, "; the run is checkpointed: `fr-agent resume latest` continues it")
     raise typer.Exit(print_outcome(run_dir, as_json))
 
 
@@ -165,11 +197,13 @@ def resume(
     settings = settings_from(config, home)
     run_dir = find_run(settings, run_id)
     try:
-        approver, on_event = session_hooks(open_session(yes, err_console if as_json else console, settings.runs_dir), yes,
-                                            None if as_json else show_event, run_dir)
-        resume_run(run_dir, settings, auto_approve=yes, approver=approver, on_event=on_event)
-    except KeyboardInterrupt:
-        fail(f"interrupted; resume again with `fr-agent resume {run_dir.name}`", 130)
+        with sigterm_interrupts():
+            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
+                                                            settings.runs_dir), yes, None if as_json else show_event,
+                                               run_dir)
+            resume_run(run_dir, settings, auto_approve=yes, approver=approver, on_event=on_event)
+    except KeyboardInterrupt as err:
+        interrupted(err, f"; resume again with `fr-agent resume {run_dir.name}`")
     raise typer.Exit(print_outcome(run_dir, as_json))
 
 

@@ -82,6 +82,9 @@ class EvalSettings(Strict):
     reference_url: str | None = Field(None, description="an OpenAI-compatible reference server already running "
                                       "(e.g. the native engine on the same chip); default: fr-agent starts one")
     reference_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    reference_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where fr-agent's reference server runs: auto takes this host's CUDA device when there "
+        "is one with room for the reference weights (native torch ops, no operator plan), else the CPU")
     reference_start_timeout_s: float = Field(300, gt=0)
 
 

@@ -104,6 +104,27 @@ def _unpermute(out: torch.Tensor, order: list[int]) -> torch.Tensor:
     return out.permute(inverse)
 
 
+def _hf_layout(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim):
+    """The launch arguments without any view ops when q and k are (batch, heads, seq, dim) and cos/sin
+    (batch or 1, seq, dim) unsqueezed at 1: transformers' own call, once per layer and decode step, where
+    the general path's expand/reshape/permute calls would cost more host time than the kernel saves."""
+    if (unsqueeze_dim != 1 or q.dim() != 4 or k.dim() != 4 or cos.dim() != 3 or sin.shape != cos.shape
+            or q.stride(-1) != 1 or k.stride(-1) != 1 or cos.stride(-1) != 1 or sin.stride(-1) != 1):
+        return None
+    B, HQ, S, _ = q.shape
+    if k.shape[0] != B or k.shape[2] != S or cos.shape[1] != S or cos.shape[0] not in (1, B):
+        return None
+    qo, ko = torch.empty_like(q), torch.empty_like(k)
+    if qo.stride() != q.stride() or ko.stride() != k.stride():
+        return None
+    cb = cos.stride(0) if cos.shape[0] > 1 else 0
+    sb = sin.stride(0) if sin.shape[0] > 1 else 0
+    cs = (cb, cos.stride(1), 0, sb, sin.stride(1), 0)  # cos/sin strides over (batch, seq, heads)
+    qstr = (q.stride(0), q.stride(2), q.stride(1), q.stride(0), q.stride(2), q.stride(1), *cs)
+    kstr = (k.stride(0), k.stride(2), k.stride(1), k.stride(0), k.stride(2), k.stride(1), *cs)
+    return (qo, q, cos, sin, ko, k, cos, sin, B * S, S, HQ, S, k.shape[1], *qstr, *kstr), B * S, HQ, k.shape[1]
+
+
 def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      unsqueeze_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate q and k; returns (q_embed, k_embed) with q's and k's shapes and dtypes."""
@@ -111,13 +132,20 @@ def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: t
     if D % 2 or k.shape[-1] != D or cos.shape[-1] != D or sin.shape[-1] != D:
         raise ValueError(f"rotary_embedding: head dims must match and be even: q {tuple(q.shape)}, "
                          f"k {tuple(k.shape)}, cos {tuple(cos.shape)}")
+    half = D // 2
+    BLOCK_D = triton.next_power_of_2(half)
+    block_h = lambda n: max(1, min(triton.next_power_of_2(n), max(1, 8192 // (2 * BLOCK_D))))  # noqa: E731
+    fast = _hf_layout(q, k, cos, sin, unsqueeze_dim)
+    if fast is not None:
+        args, tokens, qnh, knh = fast
+        if tokens:
+            rotary_embedding_kernel[(2 * tokens,)](*args, half, BLOCK_HQ=block_h(qnh), BLOCK_HK=block_h(knh),
+                                                   BLOCK_D=BLOCK_D, Q_BCAST=True, K_BCAST=True, num_warps=4)
+        return args[0], args[4]
     if unsqueeze_dim is not None:
         cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
     qo, q4, qc, qs, q_tokens, qnb, qnh, qstr, q_bcast, q_order = _prepare(q, cos, sin)
     ko, k4, kc, ks, k_tokens, knb, knh, kstr, k_bcast, k_order = _prepare(k, cos, sin)
-    half = D // 2
-    BLOCK_D = triton.next_power_of_2(half)
-    block_h = lambda n: max(1, min(triton.next_power_of_2(n), max(1, 8192 // (2 * BLOCK_D))))  # noqa: E731
     grid = (q_tokens + k_tokens,)
     if grid[0]:
         rotary_embedding_kernel[grid](qo, q4, qc, qs, ko, k4, kc, ks, q_tokens, qnb, qnh, knb, knh,

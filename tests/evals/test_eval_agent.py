@@ -90,7 +90,7 @@ def test_migrated_bf16_against_its_float32_reference(servers, tiny_model, tmp_pa
     assert rows["heldout_perplexity"].pct_diff < 1.0  # bf16 moves perplexity a little, not more
     assert all(m.reference > 0 and m.migrated > 0 for m in report.metrics if m.kind != "accuracy")
     assert report.avg_pct_diff < SMALL.threshold_pct and report.gate_passed, report.gate_reason
-    assert report.reference_backend == "transformers float32 on this host's CPU (fr-agent hf_server)"
+    assert report.reference_backend == "transformers float32 on this host's CPU (fr-agent hf_server, native torch ops)"
     assert (tmp_path / "reference-server.log").read_text().count("POST /v1/completions") > 20
     write_artifacts(report, tmp_path)
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
@@ -133,3 +133,23 @@ def test_run_suite_records_crashes_and_skips():
     assert [(o.suite, o.status, o.reason) for o in outcomes] == [
         ("tasks", "crashed", "KeyError: 'prompt_logprobs'"), ("lm-eval", "skipped", "not installed")]
     assert rows == []
+
+
+def test_reference_device_follows_the_setting_and_the_room_on_the_device(tmp_path, monkeypatch):
+    import torch
+
+    from fr_agent.evals.agent import reference_device, weight_bytes
+
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert weight_bytes(str(tmp_path)) == 1000
+    assert reference_device(str(tmp_path), EvalSettings(reference_device="cuda")) == "cuda"
+    assert reference_device(str(tmp_path), EvalSettings(reference_device="cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert reference_device(str(tmp_path), EvalSettings()) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2600, 10_000))  # float32 of 1000 bytes: 2000 x 1.25
+    assert reference_device(str(tmp_path), EvalSettings()) == "cuda"
+    assert reference_device(str(tmp_path), EvalSettings(reference_dtype="bfloat16")) == "cuda"
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2400, 10_000))
+    assert reference_device(str(tmp_path), EvalSettings()) == "cpu"
+    assert reference_device(str(tmp_path), EvalSettings(reference_dtype="bfloat16")) == "cuda"

@@ -217,3 +217,38 @@ def test_bad_shapes_raise(mods):
     with pytest.raises(ValueError):
         mods["rotary_embedding"].rotary_embedding(torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 6),
                                                   torch.randn(3, 8), torch.randn(3, 8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_silu_and_mul_gate_and_up_tensors(mods, dtype):
+    """The MLP's form, silu(gate) * up: contiguous (the per-layer fast path) and strided views."""
+    mod = mods["silu_and_mul"]
+    torch.manual_seed(0)
+    gate, up = torch.randn(2, 3, 40, dtype=dtype), torch.randn(2, 3, 40, dtype=dtype)
+    got = mod.silu_and_mul(gate, up)
+    assert got.shape == gate.shape
+    _assert_close(got, mod.silu_and_mul_reference(gate, up), dtype)
+    both = torch.randn(6, 80, dtype=dtype)
+    _assert_close(mod.silu_and_mul(both[:, :40], both[:, 40:]), mod.silu_and_mul_reference(both[:, :40], both[:, 40:]),
+                  dtype)
+
+
+@pytest.mark.parametrize("cos_batch", [1, 2])
+@pytest.mark.parametrize("seq", [1, 5])
+def test_rotary_embedding_hf_fast_path_matches_the_general_path(mods, cos_batch, seq):
+    """transformers' call (q/k (batch, heads, seq, dim), cos/sin (batch or 1, seq, dim), unsqueeze_dim=1,
+    decode steps included) skips the view ops; everything else goes the general way, with the same result."""
+    mod = mods["rotary_embedding"]
+    torch.manual_seed(0)
+    q = torch.randn(2, seq, 4, 16).transpose(1, 2)
+    k = torch.randn(2, seq, 2, 16).transpose(1, 2)
+    emb = torch.randn(cos_batch, seq, 16)
+    cos, sin = emb.cos(), emb.sin()
+    assert mod._hf_layout(q, k, cos, sin, 1) is not None
+    assert mod._hf_layout(q, k, cos, sin, None) is None and mod._hf_layout(q, k, cos[0], sin[0], 1) is None
+    fast = mod.rotary_embedding(q, k, cos, sin, 1)
+    general = mod.rotary_embedding(q, k, cos.unsqueeze(1), sin.unsqueeze(1))  # no unsqueeze_dim: general path
+    for a, b, want in zip(fast, general, mod.rotary_embedding_reference(q, k, cos, sin, 1)):
+        _assert_close(a, want, torch.float32)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert fast[0].stride() == q.stride() and fast[1].stride() == k.stride()
