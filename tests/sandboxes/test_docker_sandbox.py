@@ -152,3 +152,14 @@ def test_precheck_runs_inside_the_container(box, cpu_chip):
         update={"devices": ["/dev/fr-no-such-card[0-9]*"]})})
     missing = {c.name: c for c in box.precheck(host, analysis, needs_cards).checks}["device nodes"]
     assert not missing.ok and "/dev/fr-no-such-card" in missing.detail
+
+
+def test_removed_packages_stay_out_without_churning_layers(box):
+    """python-dateutil depends on six; the recipe removes six. A second sync changes nothing, so it
+    commits nothing (a removed dependency is kept out of the resolution, not reinstalled and removed)."""
+    rec = recipe([("python-dateutil", "2.9.0.post0")]).model_copy(update={"removed": ["six"]})
+    first = box.sync_packages(rec, log_name="dateutil")
+    have = box.installed(rec)
+    assert first.ok and "python-dateutil" in have and "six" not in have
+    again = box.sync_packages(rec, log_name="dateutil-again")
+    assert again.ok and "committed" not in again.output and "six" not in box.installed(rec)
