@@ -32,7 +32,7 @@ import shutil
 import signal
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -399,8 +399,20 @@ class SandboxRunner:
                 spec["record_path"] = str(self.dir / f"{name}.oplog")
             return self.run_probe(name, spec)
 
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            return list(pool.map(one, enumerate(plans)))
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+        futures = [pool.submit(one, numbered) for numbered in enumerate(plans)]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:  # Ctrl-C / SIGTERM reach this thread only: stop the probes the workers wait on
+            for future in futures:
+                future.cancel()  # queued probes never start
+            stop = getattr(self.sandbox, "stop_running", None)
+            while stop and not all(future.done() for future in futures):
+                stop(grace_s=2)
+                wait(futures, timeout=0.2)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
 
 def main(argv: list[str] | None = None) -> int:

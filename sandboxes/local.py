@@ -13,6 +13,7 @@ import site
 import tempfile
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,8 @@ class LocalSandbox:
         self.hf_home = hf_home
         self.output_cap = output_cap
         self.find_links = [*find_links, *pip_find_links()]
+        self._running: set[subprocess.Popen] = set()  # commands in flight, from any thread
+        self._running_lock = threading.Lock()
         for path in (self.workdir, self.logs, cache_dir, self.tmpdir):
             path.mkdir(parents=True, exist_ok=True)
         self._stop_stale_server()
@@ -166,6 +169,15 @@ class LocalSandbox:
     def run(self, argv: Sequence[str], recipe: Recipe, *, timeout: float, log_name: str) -> CommandResult:
         return self._execute(list(argv), self.environment(recipe), timeout=timeout, log_name=log_name)
 
+    def stop_running(self, grace_s: float = 5) -> int:
+        """Stop every command in flight, whichever thread waits on it (parallel probes when the run is
+        interrupted: only the main thread sees Ctrl-C). Their callers get a killed-by-signal result."""
+        with self._running_lock:
+            running = list(self._running)
+        for process in running:
+            stop_process_group(process, grace_s=grace_s)
+        return len(running)
+
     def start(self, argv: Sequence[str], recipe: Recipe, *, port: int, log_name: str) -> LocalServer:
         log_path = self.logs / f"{log_name}.log"
         with log_path.open("wb") as log:
@@ -183,6 +195,8 @@ class LocalSandbox:
             log.flush()
             process = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            with self._running_lock:
+                self._running.add(process)
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -192,6 +206,9 @@ class LocalSandbox:
             except BaseException:  # Ctrl-C: leave no orphaned process group behind
                 stop_process_group(process, grace_s=5)
                 raise
+            finally:
+                with self._running_lock:
+                    self._running.discard(process)
             if process.returncode is not None and process.returncode < 0:
                 name = signal.Signals(-process.returncode).name
                 log.write(f"\n[fr-agent] process killed by signal {name}\n".encode())

@@ -5,6 +5,7 @@ selection are checked without a GPU."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -146,3 +147,45 @@ def test_search_errors_are_reported_not_guessed():
         search(ScriptedRunner(reference_ok=False))
     with pytest.raises(SearchError, match="not importable"):
         search(ScriptedRunner(table={}))
+
+
+def test_an_interrupt_stops_the_parallel_probes_the_workers_wait_on(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, turned into it) reaches the main thread only; the probes running in worker
+    threads are stopped too, at once, instead of each running to its timeout."""
+    import signal
+    import threading
+    import time
+
+    from fr_agent.kernels.search import ProbePlan, SandboxRunner
+    from fr_agent.recipe import ModelRef, Recipe
+    from fr_agent.sandboxes.local import LocalSandbox
+
+    box = LocalSandbox(tmp_path / "sb", tmp_path / "cache", tmp_path / "hf")
+    recipe = Recipe(model=ModelRef(name="m", path="/m"), chip="cpu", base_image="img", packages=[])
+    runner = SandboxRunner(box, recipe, tmp_path, SearchSettings(), timeout=120)
+    pids: list[int] = []
+
+    def sleepy_probe(name, spec):
+        result = box.run(["bash", "-c", f"echo $$ > {tmp_path / name}.pid; exec sleep 120"], recipe, timeout=120,
+                         log_name=name)
+        return {"returncode": result.returncode}
+
+    monkeypatch.setattr(runner, "run_probe", sleepy_probe)
+    plans = [ProbePlan(label=f"p{i}", flaggems=True, include=[]) for i in range(3)]
+
+    def interrupt_when_running():
+        while len(list(tmp_path.glob("*.pid"))) < 2:
+            time.sleep(0.05)
+        pids.extend(int(p.read_text()) for p in tmp_path.glob("*.pid") if p.read_text().strip())
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal: it wakes the main thread's wait
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        runner.round(1, plans, parallel=2)
+    assert time.monotonic() - started < 30
+    assert pids and not box._running
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "r1-2-p2.pid").exists()  # the queued probe never started
