@@ -16,7 +16,7 @@ import bisect
 import hashlib
 import re
 import re._parser as sre
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -285,9 +285,9 @@ def fill(value: Any, params: dict[str, Any]) -> Any:
     return value
 
 
-def top_level_branches(pattern: str) -> list[str]:
-    """`a|b(c|d)|e` -> ["a", "b(c|d)", "e"]: split at the `|` outside groups and classes."""
-    branches, depth, start, i, in_class = [], 0, 0, 0, False
+def structure(pattern: str) -> Iterator[tuple[int, str]]:
+    """(index, char) of each `(`, `)` and `|` of a regex outside escapes and character classes."""
+    i, in_class = 0, False
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
@@ -296,37 +296,30 @@ def top_level_branches(pattern: str) -> list[str]:
         if in_class:
             in_class = ch != "]"
         elif ch == "[":
-            in_class, i = True, i + 1 if pattern[i + 1: i + 2] == "]" else i
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
+            in_class, i = True, i + 1 if pattern[i + 1: i + 2] == "]" else i  # `[]...]`: that `]` is literal
+        elif ch in "()|":
+            yield i, ch
+        i += 1
+
+
+def top_level_branches(pattern: str) -> list[str]:
+    """`a|b(c|d)|e` -> ["a", "b(c|d)", "e"]: split at the `|` outside groups and classes."""
+    branches, depth, start = [], 0, 0
+    for i, ch in structure(pattern):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "|" and depth == 0:
             branches.append(pattern[start:i])
             start = i + 1
-        i += 1
     return [*branches, pattern[start:]]
 
 
 def closing(pattern: str) -> int:
     """Index of the parenthesis closing the one at 0."""
-    depth, i, in_class = 0, 0, False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = ch != "]"
-        elif ch == "[":
-            in_class = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    depth = 0
+    for i, ch in structure(pattern):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ")" and depth == 0:
+            return i
     return -1
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -158,23 +158,28 @@ def split_thinking(text: str) -> tuple[str, str | None]:
     return text.strip(), thinking or None
 
 
-def json_values(text: str) -> list[Any]:
-    """Every top-level JSON object or array embedded in free text, in order."""
-    decoder = json.JSONDecoder()
-    values, index = [], 0
+NOT_JSON = object()
+
+
+def json_spans(text: str) -> Iterator[tuple[int, int, Any]]:
+    """(start, end, value) of every top-level JSON object or array embedded in free text, in order; a `{` or
+    `[` that starts no JSON value comes as (start, start + 1, NOT_JSON)."""
+    decoder, index = json.JSONDecoder(), 0
     while index < len(text):
         starts = [i for i in (text.find("{", index), text.find("[", index)) if i >= 0]
         if not starts:
-            break
+            return
         start = min(starts)
         try:
-            value, end = decoder.raw_decode(text, start)
+            value, index = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
-            index = start + 1
-            continue
-        values.append(value)
-        index = end
-    return values
+            value, index = NOT_JSON, start + 1
+        yield start, index, value
+
+
+def json_values(text: str) -> list[Any]:
+    """Every top-level JSON object or array embedded in free text, in order."""
+    return [value for _, _, value in json_spans(text) if value is not NOT_JSON]
 
 
 def calls_from_json(value: Any) -> list[ParsedCall]:
@@ -214,19 +219,9 @@ def calls_in_text(text: str) -> list[ParsedCall]:
 def strip_calls(text: str) -> str:
     """The prose of a reply whose tool calls were written as text."""
     text = FENCED.sub("", TAGGED_CALL.sub("", text))
-    decoder, out, index = json.JSONDecoder(), [], 0
-    while index < len(text):
-        starts = [i for i in (text.find("{", index), text.find("[", index)) if i >= 0]
-        if not starts:
-            break
-        start = min(starts)
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            out.append(text[index:start + 1])
-            index = start + 1
-            continue
-        out.append(text[index:start] if calls_from_json(value) else text[index:end])
+    out, index = [], 0
+    for start, end, value in json_spans(text):
+        out.append(text[index:start] if value is not NOT_JSON and calls_from_json(value) else text[index:end])
         index = end
     out.append(text[index:])
     return " ".join("".join(out).split())
