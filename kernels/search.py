@@ -402,6 +402,8 @@ class SandboxRunner:
         pool = ThreadPoolExecutor(max_workers=max(1, parallel))
         futures = [pool.submit(one, numbered) for numbered in enumerate(plans)]
         try:
+            while not all(future.done() for future in futures):
+                wait(futures, timeout=0.5)  # a signal taken by a worker thread still reaches this one within 0.5 s
             return [future.result() for future in futures]
         except BaseException:  # Ctrl-C / SIGTERM reach this thread only: stop the probes the workers wait on
             for future in futures:
