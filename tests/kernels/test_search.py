@@ -179,8 +179,9 @@ def test_an_interrupt_stops_the_parallel_probes_the_workers_wait_on(tmp_path, mo
         pids.extend(int(p.read_text()) for p in tmp_path.glob("*.pid") if p.read_text().strip())
         os.kill(os.getpid(), signal.SIGINT)  # process-directed, as Ctrl-C is: any thread may take it
 
-    # Python's own SIGINT handler, whatever an earlier test in this process installed (Ray's driver does)
+    # Python's own SIGINT handler, unblocked, whatever an earlier test in this process left behind
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         threading.Thread(target=interrupt_when_running, daemon=True).start()
         started = time.monotonic()
@@ -188,6 +189,7 @@ def test_an_interrupt_stops_the_parallel_probes_the_workers_wait_on(tmp_path, mo
             runner.round(1, plans, parallel=2)
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     assert time.monotonic() - started < 30
     assert pids and not box._running
     for pid in pids:
