@@ -77,18 +77,12 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: 
     from fr_agent.agents.stages import operator_spec
 
     if args.op not in CHECKED_OPS:  # a FlagGems function: judge the model under the new plan
-        from fr_agent.kernels.search import SandboxRunner, SearchError, SearchSettings
-        from fr_agent.tools.search_operators import kernels_dir
+        from fr_agent.tools.search_operators import verify_model
 
-        runner = SandboxRunner(sandbox, recipe, kernels_dir(), SearchSettings(), timeout=settings.timeouts.verify)
-        try:
-            probe = runner.check(recipe.operators.model_dump())
-        except SearchError as err:
-            return Verification(ok=False, detail=str(err))
-        ok = probe.status in ("ok", "slow")
-        detail = (f"model forward without FlagGems {args.op}: logits rel err {probe.rel_err:.3g}" if ok
-                  else f"model forward after {args.strategy} {args.op}: {probe.status}: {probe.error}")
-        return Verification(ok=ok, detail=detail, log_path=probe.log)
+        return verify_model(
+            sandbox, recipe, settings,
+            lambda probe: f"model forward without FlagGems {args.op}: logits rel err {probe.rel_err:.3g}",
+            f"model forward after {args.strategy} {args.op}")
     spec = {**operator_spec(recipe), "ops": [args.op]}
     spec_path = Path(sandbox.workdir) / f"verify-op-{args.op}.json"
     spec_path.write_text(json.dumps(spec))

@@ -7,11 +7,12 @@ probe of the model with the resulting operator plan."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from fr_agent.config import Settings
 from fr_agent.errors import ToolRejected
-from fr_agent.kernels.search import OperatorSearch, SandboxRunner, SearchError, SearchSettings
+from fr_agent.kernels.search import OperatorSearch, Probe, SandboxRunner, SearchError, SearchSettings
 from fr_agent.recipe import OperatorPlan, Recipe
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change
@@ -66,14 +67,22 @@ def apply(recipe: Recipe, args: SearchOperatorsArgs) -> Recipe:
     return recipe.with_change(change("search_operators", args, summary), operators=planned(recipe.operators, args))
 
 
-def verify(sandbox: Sandbox, recipe: Recipe, args: SearchOperatorsArgs, settings: Settings) -> Verification:
+def verify_model(sandbox: Sandbox, recipe: Recipe, settings: Settings, passed: Callable[[Probe], str],
+                 failed: str) -> Verification:
+    """One fresh probe of the model under the recipe's operator plan; correct (ok, or correct but slow) passes.
+    `passed` describes a passing probe; `failed` leads the detail of a failing one."""
     runner = SandboxRunner(sandbox, recipe, kernels_dir(), SearchSettings(), timeout=settings.timeouts.verify)
     try:
         probe = runner.check(recipe.operators.model_dump())
     except SearchError as err:
         return Verification(ok=False, detail=str(err))
     ok = probe.status in ("ok", "slow")
-    if ok:
+    detail = passed(probe) if ok else f"{failed}: {probe.status}: {probe.error}"
+    return Verification(ok=ok, detail=detail, log_path=probe.log)
+
+
+def verify(sandbox: Sandbox, recipe: Recipe, args: SearchOperatorsArgs, settings: Settings) -> Verification:
+    def passed(probe: Probe) -> str:
         top1 = f", top-1 {probe.top1:.1%}" if probe.top1 is not None else ""
         detail = (f"model forward with {len(args.include or [])} FlagGems ops"
                   + (f" + {', '.join(args.kernels or [])}" if args.kernels else "")
@@ -82,9 +91,9 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: SearchOperatorsArgs, settings
             report = json.loads(Path(args.report).read_text())
             faulty = ", ".join(f"{op} ({why})" for op, why in sorted(report["faulty"].items())) or "none"
             detail += f"; faulty: {faulty} (found in {report['fault_rounds']} rounds, bound {report['round_bound']})"
-    else:
-        detail = f"model forward under the selection: {probe.status}: {probe.error}"
-    return Verification(ok=ok, detail=detail, log_path=probe.log)
+        return detail
+
+    return verify_model(sandbox, recipe, settings, passed, "model forward under the selection")
 
 
 TOOL = Tool(

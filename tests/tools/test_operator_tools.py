@@ -125,3 +125,40 @@ def test_an_eval_failure_under_full_flaggems_searches_first():
     assert calls[0] == ToolCall(tool="search_operators", args={})
     searched = diagnose_eval(report, gpu_recipe(include=["add"]), ["bfloat16", "float32"]).tool_calls
     assert all(c.tool != "search_operators" for c in searched)
+
+
+def test_model_probe_verdicts_become_verifications(tmp_path, monkeypatch):
+    """Both tools judge a FlagGems change by one fresh probe of the model under the new plan: correct (ok, or
+    correct but slow) passes with the probe's numbers, anything else fails with its status, and a probe that
+    cannot run fails with the reason."""
+    verdicts = iter([
+        search_module.Probe(label="check", include=[], kernels=["rms_norm"], status="ok", rel_err=0.0105, top1=0.988,
+                            speed=1.8, log="ok.log"),
+        search_module.Probe(label="check", include=[], kernels=[], status="slow", rel_err=0.0, speed=0.7),
+        search_module.Probe(label="check", include=["mul"], kernels=[], status="crash", error="illegal memory access",
+                            log="crash.log"),
+        search_module.SearchError("the reference probe failed: no CUDA"),
+    ])
+
+    def check(self, plan, settings=None):
+        verdict = next(verdicts)
+        if isinstance(verdict, Exception):
+            raise verdict
+        return verdict
+
+    monkeypatch.setattr(search_module.SandboxRunner, "check", check)
+    sandbox = SimpleNamespace(workdir=str(tmp_path))
+    settings = Settings()
+    search_tool, search_args = call("search_operators", include=[], exclude=["mul"], kernels=["rms_norm"])
+    recipe = search_tool.apply(gpu_recipe(), search_args)
+    ok = search_tool.verify(sandbox, recipe, search_args, settings)
+    assert ok.ok and ok.log_path == "ok.log"
+    assert ok.detail == "model forward with 0 FlagGems ops + rms_norm: logits rel err 0.0105, top-1 98.8%, 1.80x native"
+    patch_tool, patch_args = call("patch_operator", op="mul", strategy="disable")
+    slow = patch_tool.verify(sandbox, recipe, patch_args, settings)
+    assert slow.ok and slow.detail == "model forward without FlagGems mul: logits rel err 0"
+    crash = patch_tool.verify(sandbox, recipe, patch_args, settings)
+    assert not crash.ok and crash.log_path == "crash.log"
+    assert crash.detail == "model forward after disable mul: crash: illegal memory access"
+    broken = search_tool.verify(sandbox, recipe, search_args, settings)
+    assert not broken.ok and broken.detail == "the reference probe failed: no CUDA"
