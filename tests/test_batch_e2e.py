@@ -17,7 +17,7 @@ import pytest
 
 from fr_agent.transcript import read_events
 from tests.browser import render
-from tests.cli_helpers import fr_agent
+from tests.cli_helpers import fr_agent, wait_for
 
 # Eval sized for CI (no serving benchmark; fewer prompts and held-out tokens). The strict gate is the
 # repair: bfloat16 differs from the float32 reference by ~0.1%, more than 0.01%, so the loop switches
@@ -37,16 +37,6 @@ include:
   - {model: no-such-org/no-such-model, chip: cpu}             # for good: no such model
 """
 REPAIRED = "tiny-llama@cpu+engine=hf+config=strict-gate.yaml"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def batch_state(home: Path) -> dict | None:

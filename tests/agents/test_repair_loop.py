@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fr_agent.transcript import read_events
-from tests.cli_helpers import fr_agent
+from tests.cli_helpers import fr_agent, wait_for
 
 SECRET = "hf_TestTokenThatMustNeverBeWritten0000000"
 
@@ -24,16 +24,6 @@ def newest_run(home: Path, after: set[Path]) -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.e2e
 def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, tiny_model):
     before = set((fr_home / "runs").glob("*"))
@@ -41,13 +31,13 @@ def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, ti
     first = subprocess.Popen([sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--yes", "--json"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        run_dir = wait_for(lambda: newest_run(fr_home, before), 300, "the run directory")
+        run_dir = wait_for(lambda: newest_run(fr_home, before), 300, "the run directory", interval=1)
         transcript = run_dir / "transcript.jsonl"
 
         def operators_passed():
             return any(e["event"] == "stage" and e["stage"] == "operators" and e["ok"] for e in read_events(transcript))
 
-        wait_for(operators_passed, 900, "the operators stage to pass")
+        wait_for(operators_passed, 900, "the operators stage to pass", interval=1)
         time.sleep(4)  # inside the serve stage now: kill the agent mid-attempt
     finally:
         os.killpg(first.pid, signal.SIGKILL)
