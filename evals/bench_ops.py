@@ -2,9 +2,12 @@
 
     python -m fr_agent.evals.bench_ops [--model DIR] [--selection RECIPE_OR_REPORT_JSON] [--out FILE]
 
-One table. Part 1, per op: the median of triton.testing.do_bench for torch eager, FlagGems and
-kernels/, the bytes each op must move at least, the achieved bandwidth and its share of the
-device-to-device copy bandwidth measured in the same run. Every implementation is checked against
+One table. Part 1, per op: the device time of torch eager, FlagGems and kernels/ (a CUDA graph of
+calls, each after an L2 flush, less a graph of the flushes alone: what the GPU spends, without the
+host's launch cost), the bytes each op must move at least, the achieved bandwidth and its share of
+the device-to-device copy bandwidth measured in the same run (the faster of an eager and a graphed
+512 MiB copy). Beside it, the eager time (median of triton.testing.do_bench), which includes the
+host's launch cost where that is longer than the kernel. Every implementation is checked against
 our float32 reference before it is timed. Part 2 (with --model): a forward pass of the model in
 fresh processes (sandboxes/probes/op_probe.py): native, full FlagGems, our kernels alone, and the
 agent's selection (FlagGems include list + kernels, from a search report or a recipe), each with
@@ -33,15 +36,64 @@ ROPE = dict(batch=4, seq=2048, q_heads=32, k_heads=8, head_dim=128)
 
 
 def bench(fn) -> float:
+    """Eager time (ms): median of triton.testing.do_bench, L2 flushed before each call."""
     import triton.testing
 
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
+_FLUSH: list[torch.Tensor] = []
+
+
+def _graph_ms(calls, n: int) -> float:
+    """Median over 5 replays of a CUDA graph of n x calls(), per call (ms)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(n):
+            calls()
+    times = []
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / n)
+    del graph
+    return sorted(times)[2]
+
+
+def bench_device(fn, rep_ms: float = 100.0) -> float:
+    """Device time of one call (ms): n calls in a CUDA graph, each after the same 256 MiB L2 flush as
+    do_bench, less a graph of the n flushes alone. No host launch cost, the same cold cache."""
+    if not _FLUSH:
+        _FLUSH.append(torch.empty(256 << 20, dtype=torch.int8, device="cuda"))
+    flush = _FLUSH[0]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (compile, autotune) off the capture
+        fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            flush.zero_()
+            fn()
+        end.record()
+    torch.cuda.synchronize()
+    n = max(1, min(500, int(rep_ms / max(start.elapsed_time(end) / 5, 1e-3))))
+
+    def flushed_call():
+        flush.zero_()
+        fn()
+
+    return _graph_ms(flushed_call, n) - _graph_ms(flush.zero_, n)
+
+
 def copy_bandwidth() -> float:
+    """Bytes/s of a 512 MiB device-to-device copy (read + write): the faster of eager and graphed."""
     x = torch.empty(1 << 29, dtype=torch.uint8, device="cuda").random_(0, 255)  # 512 MiB
     y = torch.empty_like(x)
-    ms = bench(lambda: y.copy_(x))
+    ms = min(bench(lambda: y.copy_(x)), bench_device(lambda: y.copy_(x)))
     return 2 * x.numel() / (ms * 1e-3)
 
 
@@ -108,6 +160,15 @@ def cases(fg):
                                fg and (lambda: fg.apply_rotary_pos_emb(q, kk, half_cos, half_sin)),
                                lambda: k["rotary_embedding"].rotary_embedding(q, kk, cos, sin, 1),
                                lambda: k["rotary_embedding"].rotary_embedding_reference(q, kk, cos, sin, 1))
+    qv, kv, c1, s1 = q.transpose(1, 2), kk.transpose(1, 2), cos[None], sin[None]  # transformers' call
+
+    def torch_rope_hf():
+        c, s = c1.unsqueeze(1), s1.unsqueeze(1)
+        return qv * c + rotate_half(qv) * s, kv * c + rotate_half(kv) * s
+
+    out["rotary_embedding (HF view)"] = (f"q{B}x{HQ}x{S}x{D} view", rope_bytes, torch_rope_hf, None,
+                                         lambda: k["rotary_embedding"].rotary_embedding(qv, kv, c1, s1, 1),
+                                         lambda: k["rotary_embedding"].rotary_embedding_reference(qv, kv, c1, s1, 1))
     out["softmax"] = (f"{M}x{N}", 2 * M * N * e, lambda: torch.softmax(x, -1),
                       fg and (lambda: fg.softmax(x, -1, False)), lambda: k["softmax"].softmax(x),
                       lambda: k["softmax"].softmax_reference(x))
@@ -124,21 +185,26 @@ def max_err(got, want) -> float:
     return max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
 
 
-def op_rows(copy_bw: float, fg) -> list[list[str]]:
-    rows = []
+def op_rows(copy_bw: float, fg) -> tuple[list[list[str]], list[list[str]]]:
+    """(device-time rows, eager-time rows), one per op."""
+    rows, eager = [], []
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "n/a"  # noqa: E731
+    us = lambda ms: f"{ms * 1e3:.1f}" if ms else "n/a"  # noqa: E731
     for op, (shape, nbytes, t_fn, g_fn, k_fn, ref_fn) in cases(fg).items():
         ref = ref_fn()
         errs = {"kernels": max_err(k_fn(), ref), "torch": max_err(t_fn(), ref)}
-        t_ms, k_ms = bench(t_fn), bench(k_fn)
-        g_ms = bench(g_fn) if g_fn else None
         if g_fn and op != "fused_add_rms_norm":  # in place: its output is not comparable after a bench
             errs["flaggems"] = max_err(g_fn(), ref)
+        t_ms, k_ms = bench_device(t_fn), bench_device(k_fn)
+        g_ms = bench_device(g_fn) if g_fn else None
         gbps = nbytes / (k_ms * 1e-3) / 1e9
-        rows.append([op, shape, f"{t_ms * 1e3:.1f}", f"{g_ms * 1e3:.1f}" if g_ms else "n/a", f"{k_ms * 1e3:.1f}",
-                     f"{t_ms / k_ms:.2f}x", f"{g_ms / k_ms:.2f}x" if g_ms else "n/a", f"{gbps:.0f}",
+        rows.append([op, shape, us(t_ms), us(g_ms), us(k_ms), ratio(t_ms, k_ms), ratio(g_ms, k_ms), f"{gbps:.0f}",
                      f"{100 * nbytes / (k_ms * 1e-3) / copy_bw:.0f}%",
                      " ".join(f"{name}:{v:.1e}" for name, v in errs.items())])
-    return rows
+        te, ke = bench(t_fn), bench(k_fn)
+        ge = bench(g_fn) if g_fn else None
+        eager.append([op, us(te), us(ge), us(ke), ratio(te, ke), ratio(ge, ke)])
+    return rows, eager
 
 
 def probe(spec: dict, env: dict) -> dict:
@@ -226,11 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fg = gems()
     copy_bw = copy_bandwidth()
-    parts = [versions(fg), f"copy bandwidth (device-to-device copy_, 512 MiB, read + write): {copy_bw / 1e9:.0f} GB/s"]
+    parts = [versions(fg), f"copy bandwidth (device-to-device copy_, 512 MiB, read + write; the faster of eager and "
+                          f"graphed): {copy_bw / 1e9:.0f} GB/s"]
     if not args.no_ops:
-        parts += ["", "ops (bf16; us = median of triton.testing.do_bench; GB/s = minimum bytes moved / time of kernels/)",
+        rows, eager = op_rows(copy_bw, fg)
+        parts += ["", "ops, device time (bf16; us = CUDA graph of calls after an L2 flush, less the flushes; "
+                      "GB/s = minimum bytes moved / time of kernels/)",
                   table(["op", "shape", "torch us", "FlagGems us", "kernels us", "vs torch", "vs FlagGems", "GB/s",
-                         "of copy BW", "max abs err vs fp32 ref"], op_rows(copy_bw, fg))]
+                         "of copy BW", "max abs err vs fp32 ref"], rows),
+                  "", "ops, eager time (us = median of triton.testing.do_bench: includes the host's launch cost "
+                      "where it exceeds the kernel's)",
+                  table(["op", "torch us", "FlagGems us", "kernels us", "vs torch", "vs FlagGems"], eager)]
     if args.model:
         selection = selection_of(args.selection) if args.selection else None
         rows, ref = model_rows(args.model, selection, args.batch, args.seq)

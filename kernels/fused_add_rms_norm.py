@@ -40,13 +40,13 @@ def fused_add_rms_norm_kernel(
     if ONE_PASS:
         cols = tl.arange(0, BLOCK_N)
         mask = cols < N
+        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)  # before the reduction: latency overlapped
         x = tl.load(X + cols, mask=mask, other=0.0, eviction_policy="evict_first")
         r = tl.load(R + cols, mask=mask, other=0.0, eviction_policy="evict_first")
         h = (x.to(tl.float32) + r.to(tl.float32)).to(H.dtype.element_ty)
         tl.store(H + cols, h, mask=mask)
         hf = h.to(tl.float32)
         rrms = 1.0 / tl.sqrt(tl.sum(hf * hf, axis=0) / N + eps)
-        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(Y + cols, (hf * rrms * w).to(Y.dtype.element_ty), mask=mask)
     else:
         acc = tl.zeros([BLOCK_N], dtype=tl.float32)

@@ -37,9 +37,9 @@ def rms_norm_kernel(
     if ONE_PASS:
         cols = tl.arange(0, BLOCK_N)
         mask = cols < N
+        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)  # before the reduction: latency overlapped
         x = tl.load(X + cols, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
         rrms = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / N + eps)
-        w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(Y + cols, (x * rrms * w).to(Y.dtype.element_ty), mask=mask)
     else:
         acc = tl.zeros([BLOCK_N], dtype=tl.float32)

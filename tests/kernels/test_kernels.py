@@ -152,6 +152,31 @@ def test_rotary_embedding_matches_transformers_formula(mods):
     torch.testing.assert_close(got[1].double(), k * c + rotate_half(k) * s, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["bshd", "bhsd-view", "per-head-cos", "3d", "heads-outermost"])
+def test_rotary_embedding_rows_span_several_tiles(mods, layout, monkeypatch):
+    """q and k rows split over several programs, the last tile partial and k's head count not q's; rows
+    follow x's memory order whatever the view, and cos/sin may vary over heads too."""
+    mod = mods["rotary_embedding"]
+    monkeypatch.setattr(mod, "TILE", 32)  # 4 rows per tile at head_dim 16: 30 q rows -> 8 tiles, 10 k rows -> 3
+    torch.manual_seed(0)
+    B, S, HQ, HK, D = 2, 5, 3, 1, 16
+    q, k = torch.randn(B, S, HQ, D), torch.randn(B, S, HK, D)
+    cos, sin, dim = torch.randn(S, D), torch.randn(S, D), 1
+    if layout == "bhsd-view":
+        q, k, dim = q.transpose(1, 2), k.transpose(1, 2), 0
+    elif layout == "per-head-cos":
+        cos, sin, dim = torch.randn(B, S, HQ, D), torch.randn(B, S, HQ, D), None
+        k = torch.randn(B, S, HQ, D)
+    elif layout == "3d":
+        q, k = q[0], k[0]
+    elif layout == "heads-outermost":
+        q, k = (t.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3) for t in (q, k))
+    got = mod.rotary_embedding(q, k, cos, sin, dim)
+    want = mod.rotary_embedding_reference(q, k, cos, sin, dim)
+    _assert_close(got, want, torch.float32)
+    assert got[0].shape == q.shape and got[1].shape == k.shape
+
+
 def test_references_match_float64_math(mods):
     torch.manual_seed(0)
     x = torch.randn(3, 32, dtype=torch.float64)
@@ -217,6 +242,15 @@ def test_bad_shapes_raise(mods):
     with pytest.raises(ValueError):
         mods["rotary_embedding"].rotary_embedding(torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 6),
                                                   torch.randn(3, 8), torch.randn(3, 8))
+    rope = mods["rotary_embedding"].rotary_embedding
+    q, k, cos = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 1, 8), torch.randn(2, 8)
+    for bad in [lambda: rope(q, k, cos, torch.randn(3, 8), 1),  # sin's shape is not cos's
+                lambda: rope(q, k, torch.randn(5, 8), torch.randn(5, 8), 1),  # 5 positions for 2 tokens
+                lambda: rope(q, k, cos, cos, 3),  # unsqueeze_dim past cos's dims
+                lambda: rope(q, k, torch.randn(1, 1, 1, 2, 8), torch.randn(1, 1, 1, 2, 8))]:  # more dims than q
+        with pytest.raises(ValueError):
+            bad()
+    rope(q, k, cos, cos, 1)  # the same call with a broadcastable cos is fine
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -235,19 +269,17 @@ def test_silu_and_mul_gate_and_up_tensors(mods, dtype):
 
 @pytest.mark.parametrize("cos_batch", [1, 2])
 @pytest.mark.parametrize("seq", [1, 5])
-def test_rotary_embedding_hf_fast_path_matches_the_general_path(mods, cos_batch, seq):
-    """transformers' call (q/k (batch, heads, seq, dim), cos/sin (batch or 1, seq, dim), unsqueeze_dim=1,
-    decode steps included) skips the view ops; everything else goes the general way, with the same result."""
+def test_rotary_embedding_hf_call_keeps_layout_and_matches_broadcast_forms(mods, cos_batch, seq):
+    """transformers' call (q/k (batch, heads, seq, dim) views, cos/sin (batch or 1, seq, dim), unsqueeze_dim=1,
+    decode steps included) writes in the inputs' layout and equals the pre-unsqueezed call bit for bit."""
     mod = mods["rotary_embedding"]
     torch.manual_seed(0)
     q = torch.randn(2, seq, 4, 16).transpose(1, 2)
     k = torch.randn(2, seq, 2, 16).transpose(1, 2)
     emb = torch.randn(cos_batch, seq, 16)
     cos, sin = emb.cos(), emb.sin()
-    assert mod._hf_layout(q, k, cos, sin, 1) is not None
-    assert mod._hf_layout(q, k, cos, sin, None) is None and mod._hf_layout(q, k, cos[0], sin[0], 1) is None
     fast = mod.rotary_embedding(q, k, cos, sin, 1)
-    general = mod.rotary_embedding(q, k, cos.unsqueeze(1), sin.unsqueeze(1))  # no unsqueeze_dim: general path
+    general = mod.rotary_embedding(q, k, cos.unsqueeze(1), sin.unsqueeze(1))
     for a, b, want in zip(fast, general, mod.rotary_embedding_reference(q, k, cos, sin, 1)):
         _assert_close(a, want, torch.float32)
         torch.testing.assert_close(a, b, rtol=0, atol=0)
