@@ -21,6 +21,7 @@ from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePla
 FLAG_GEMS_VERSION = "5.0.2"  # the FlagGems release the operator layer (kernels/registry.py) is written against
 DEFAULT_MAX_MODEL_LEN = 32768  # FlagRelease's serving default; the repair loop lowers it when memory says so
 HF_ENGINE_TRANSFORMERS = "5.19.0"  # the transformers fr-agent itself pins: the reference backend of the eval
+CPU_KV_SEQUENCES = 8  # full-length sequences the CPU KV cache is sized for (the eval runs at concurrency <= 8)
 
 
 class Analysis(BaseModel):
@@ -128,6 +129,18 @@ def engine_packages(chip: ChipProfile, engine: str) -> list[PackagePin]:
     return [PackagePin(name=n, version=v or None) for n, _, v in (p.partition("==") for p in chip.engine.packages)]
 
 
+def cpu_kv_cache_gib(facts: ModelFacts, max_model_len: int, dtype: str) -> int:
+    """VLLM_CPU_KVCACHE_SPACE for this model: CPU_KV_SEQUENCES sequences of max_model_len tokens, at least
+    1 GiB and at most a quarter of this host's memory. Unset, vLLM's CPU worker reserves gpu_memory_utilization
+    (0.9) of the host's memory for KV cache, and the eval's reference server beside it on the same host
+    starves (a 2M-parameter model took 21 GiB and the eval ran out of memory)."""
+    head_dim = facts.hidden_size // max(1, facts.num_attention_heads)
+    per_token = 2 * facts.num_hidden_layers * facts.num_key_value_heads * head_dim * (4 if dtype == "float32" else 2)
+    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 16 << 30
+    need = math.ceil(per_token * max_model_len * CPU_KV_SEQUENCES / 2**30)
+    return max(1, min(need, host // 4 // 2**30))
+
+
 def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust_remote_code: bool,
                     with_flaggems: bool = False, engine: str | None = None) -> Recipe:
     engine = engine or chip.engine.name
@@ -144,10 +157,13 @@ def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust
         env["VLLM_PLUGINS"] = chip.engine.plugin
     if with_flaggems and chip.gems_vendor:
         env["GEMS_VENDOR"] = chip.gems_vendor
+    dtype = pick_dtype(facts.dtype, chip)
+    if chip.torch_device == "cpu" and engine == "vllm":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib(facts, engine_args["max_model_len"], dtype))
     gems_pins = [PackagePin(name="flag-gems", version=FLAG_GEMS_VERSION)] if with_flaggems else []
     return Recipe(
         model=model, chip=chip.name, base_image=chip.base_image, torch_device=chip.torch_device,
-        dtype=pick_dtype(facts.dtype, chip), packages=[torch_pin, *engine_pins, *gems_pins], env=env,
+        dtype=dtype, packages=[torch_pin, *engine_pins, *gems_pins], env=env,
         operators=OperatorPlan(backend="flaggems" if with_flaggems else "torch"),
         serve=ServePlan(engine=engine, engine_args=engine_args),
     )
