@@ -17,6 +17,7 @@ from fr_agent.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
 from fr_agent.config import Settings
 from fr_agent.errors import FrAgentError, UnknownModelError
 from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
+from fr_agent.sandboxes.base import host_memory_gib
 
 FLAG_GEMS_VERSION = "5.0.2"  # the FlagGems release the operator layer (kernels/registry.py) is written against
 DEFAULT_MAX_MODEL_LEN = 32768  # FlagRelease's serving default; the repair loop lowers it when memory says so
@@ -136,9 +137,8 @@ def cpu_kv_cache_gib(facts: ModelFacts, max_model_len: int, dtype: str) -> int:
     starves (a 2M-parameter model took 21 GiB and the eval ran out of memory)."""
     head_dim = facts.hidden_size // max(1, facts.num_attention_heads)
     per_token = 2 * facts.num_hidden_layers * facts.num_key_value_heads * head_dim * (4 if dtype == "float32" else 2)
-    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 16 << 30
     need = math.ceil(per_token * max_model_len * CPU_KV_SEQUENCES / 2**30)
-    return max(1, min(need, host // 4 // 2**30))
+    return max(1, min(need, int(host_memory_gib() / 4)))
 
 
 def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust_remote_code: bool,

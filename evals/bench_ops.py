@@ -18,6 +18,7 @@ Needs a CUDA device; FlagGems columns are "n/a" where flag_gems does not import.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -42,7 +43,10 @@ def bench(fn) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
-_FLUSH: list[torch.Tensor] = []
+@functools.cache
+def flush_buffer() -> torch.Tensor:
+    """256 MiB written before each timed call: what do_bench uses to evict the L2 cache."""
+    return torch.empty(256 << 20, dtype=torch.int8, device="cuda")
 
 
 def _graph_ms(calls, n: int) -> float:
@@ -66,9 +70,7 @@ def _graph_ms(calls, n: int) -> float:
 def bench_device(fn, rep_ms: float = 100.0) -> float:
     """Device time of one call (ms): n calls in a CUDA graph, each after the same 256 MiB L2 flush as
     do_bench, less a graph of the n flushes alone. No host launch cost, the same cold cache."""
-    if not _FLUSH:
-        _FLUSH.append(torch.empty(256 << 20, dtype=torch.int8, device="cuda"))
-    flush = _FLUSH[0]
+    flush = flush_buffer()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm up (compile, autotune) off the capture

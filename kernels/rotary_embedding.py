@@ -9,7 +9,8 @@ Same contract as transformers' ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_
 and k. q and k may be strided views (HF passes (batch, heads, seq, head_dim) views of a
 (batch, seq, heads, head_dim) projection): nothing is copied, the outputs get the inputs'
 layout. The launch is set up from shapes and strides alone, without torch view ops, because the
-host time per call matters at decode (once per layer and token). Loaded by file path inside sandbox venvs: imports only torch and triton.
+host time per call matters at decode (once per layer and token). Loaded by file path inside
+sandbox venvs: imports only torch and triton.
 Each program rotates a tile of BLOCK_R (token, head) rows, taken in memory order, so q's and
 k's programs move equal bytes whatever their head counts; cos/sin rows are re-read per head
 from cache. Math in float32.

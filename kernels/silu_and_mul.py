@@ -33,13 +33,13 @@ def silu_and_mul_kernel(
     tl.store(Y + row * D + cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
-def _launch(gate: torch.Tensor, up: torch.Tensor, stride: int, rows: int, d: int, out_shape, dtype, device):
-    y = torch.empty((rows, d), dtype=dtype, device=device)
+def _launch(y: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, stride: int, rows: int, d: int) -> torch.Tensor:
+    """silu(gate) * up into y, rows of d; gate and up rows are `stride` apart, y's are d apart."""
     if rows and d:
         BLOCK_N = min(triton.next_power_of_2(d), 2048)
         silu_and_mul_kernel[(rows, triton.cdiv(d, BLOCK_N))](
             y, gate, up, d, stride, BLOCK_N=BLOCK_N, num_warps=4 if BLOCK_N <= 1024 else 8)
-    return y.reshape(out_shape)
+    return y
 
 
 def silu_and_mul(x: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,20 +50,17 @@ def silu_and_mul(x: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tenso
         d = x.shape[-1]
         if x.is_contiguous() and up.is_contiguous() and up.dtype == x.dtype and x.numel():
             # the MLP's own call, once per layer and decode step: no view ops, the output is x's shape
-            y = torch.empty_like(x)
-            BLOCK_N = min(triton.next_power_of_2(d), 2048)
-            silu_and_mul_kernel[(x.numel() // d, triton.cdiv(d, BLOCK_N))](
-                y, x, up, d, d, BLOCK_N=BLOCK_N, num_warps=4 if BLOCK_N <= 1024 else 8)
-            return y
+            return _launch(torch.empty_like(x), x, up, d, x.numel() // d, d)
         g2 = x.contiguous().reshape(-1, d)
         u2 = up.to(x.dtype).contiguous().reshape(-1, d)
-        return _launch(g2, u2, d, g2.shape[0], d, tuple(x.shape), x.dtype, x.device)
+        return _launch(torch.empty_like(g2), g2, u2, d, g2.shape[0], d).reshape(x.shape)
     n2 = x.shape[-1]
     if n2 % 2 != 0:
         raise ValueError(f"silu_and_mul: last dim must be even, got {n2}")
     d = n2 // 2
     x2 = x.contiguous().reshape(-1, n2)
-    return _launch(x2, x2[:, d:], n2, x2.shape[0], d, tuple(x.shape[:-1]) + (d,), x.dtype, x.device)
+    y = torch.empty((x2.shape[0], d), dtype=x.dtype, device=x.device)
+    return _launch(y, x2, x2[:, d:], n2, x2.shape[0], d).reshape(*x.shape[:-1], d)
 
 
 def silu_and_mul_reference(x: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,6 +9,7 @@ sandbox implements the same protocol.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -16,6 +17,11 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from fr_agent.recipe import Recipe
+
+
+def host_memory_gib() -> float:
+    """This host's physical memory: what a CPU engine's reservations and the sandbox's limits are cut from."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 class CommandResult(BaseModel):

@@ -46,7 +46,7 @@ from fr_agent.catalog import ChipProfile
 from fr_agent.config import DockerSettings
 from fr_agent.errors import FrAgentError
 from fr_agent.recipe import Recipe, normalize_name
-from fr_agent.sandboxes.base import CommandResult
+from fr_agent.sandboxes.base import CommandResult, host_memory_gib
 from fr_agent.sandboxes.docker_engine import connect
 from fr_agent.sandboxes.docker_images import VENV_PYTHON, build_sandbox_image, image_exists
 from fr_agent.sandboxes.local import PROBES, bounded_output, pip_find_links
@@ -86,10 +86,6 @@ def repository_for(run_id: str, root: Path) -> str:
     """fr-agent-run/<run id>-<hash of the sandbox dir>: lower-case, valid as a docker repository."""
     slug = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")[:80] or "run"
     return f"fr-agent-run/{slug}-{hashlib.sha1(str(root.absolute()).encode()).hexdigest()[:6]}"
-
-
-def host_memory_gib() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
 def parse_size(text: str) -> int:

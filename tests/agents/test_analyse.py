@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from fr_agent.agents.analyse import CPU_KV_SEQUENCES, cpu_kv_cache_gib, starting_recipe
 from fr_agent.catalog import load_catalog
 from fr_agent.recipe import ModelRef
+from fr_agent.sandboxes.base import host_memory_gib
 
 
 def _tiny():
@@ -27,7 +26,7 @@ def test_cpu_kv_cache_size_follows_the_model_and_stops_at_a_quarter_of_the_host(
                                        "num_key_value_heads": 8})
     per_token = 2 * 32 * 8 * 128 * 2  # K and V, layers, kv heads, head_dim, bf16 bytes
     want = -(-per_token * 4096 * CPU_KV_SEQUENCES // 2**30)
-    host_quarter = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 // 2**30
+    host_quarter = int(host_memory_gib() / 4)
     assert cpu_kv_cache_gib(facts, 4096, "bfloat16") == max(1, min(want, host_quarter))
     assert cpu_kv_cache_gib(facts, 4096, "float32") >= cpu_kv_cache_gib(facts, 4096, "bfloat16")
     assert cpu_kv_cache_gib(facts, 10**7, "float32") == max(1, host_quarter)
