@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from fr_agent.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
-from fr_agent.config import Settings
-from fr_agent.errors import FrAgentError, UnknownModelError
-from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
+from fr_agent.core.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import FrAgentError, UnknownModelError
+from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
 from fr_agent.sandboxes.base import host_memory_gib
 
 FLAG_GEMS_VERSION = "5.0.2"  # the FlagGems release the operator layer (kernels/registry.py) is written against
@@ -89,7 +89,7 @@ def resolve_model(name: str, catalog: Catalog, settings: Settings) -> tuple[Mode
     entry = catalog.model(name)
     repo_id = entry.repo_id if entry else name
     if entry and entry.fixture == "tiny-llama":
-        from fr_agent.tiny_model import ensure_tiny_llama
+        from fr_agent.evals.tiny_model import ensure_tiny_llama
 
         snapshot = ensure_tiny_llama(settings.hf_home, repo_id)
         facts = facts_from_config(json.loads((snapshot / "config.json").read_text()), entry.facts.params_b)

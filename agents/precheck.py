@@ -14,15 +14,9 @@ import httpx
 from pydantic import BaseModel
 
 from fr_agent.agents.analyse import Analysis, local_snapshot
-from fr_agent.catalog import ChipProfile
-from fr_agent.config import Settings
-
-
-class Check(BaseModel):
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
+from fr_agent.core.checks import Check
+from fr_agent.core.catalog import ChipProfile
+from fr_agent.core.config import Settings
 
 
 class Precheck(BaseModel):

@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 from fr_agent.evals.render import chart_png, markdown_table
 from fr_agent.evals.report import EvalReport
-from fr_agent.recipe import Recipe, Scalar
-from fr_agent.secrets import REDACTED, redact_env, redact_text, redact_value
+from fr_agent.core.recipe import Recipe, Scalar
+from fr_agent.core.secrets import REDACTED, redact_env, redact_text, redact_value
 
 PYTHON = "python"
 PORT = 8000

@@ -19,19 +19,19 @@ from fr_agent.agents.analyse import analyse
 from fr_agent.agents.precheck import precheck
 from fr_agent.agents.publish import publish
 from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext, StageResult, run_stage
-from fr_agent.catalog import Catalog
-from fr_agent.chat import HintBox
-from fr_agent.config import Settings
-from fr_agent.errors import AlreadyTried, ToolRejected
+from fr_agent.core.catalog import Catalog
+from fr_agent.core.hints import HintBox
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import AlreadyTried, ToolRejected
 from fr_agent.agents.card_lint import lint_file
 from fr_agent.evals.agent import evaluate, write_artifacts
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
 from fr_agent.playbooks.planner import Planner, PlanRound
-from fr_agent.recipe import STAGES, Recipe
+from fr_agent.core.recipe import STAGES, Recipe
 from fr_agent.sandboxes.base import ChecksInside, Sandbox, Snapshots
 from fr_agent.tools import TOOLS, ToolCall, validate_call
-from fr_agent.transcript import Transcript
+from fr_agent.core.events import Transcript
 
 
 class RunState(TypedDict, total=False):
@@ -47,6 +47,7 @@ class RunState(TypedDict, total=False):
     tried: list[str]
     fixes: list[dict]
     fixed_signature: str | None
+    delivered_hints: list[str]
     status: str
     reason: str
     eval: dict | None
@@ -170,7 +171,7 @@ def build_graph(rt: Runtime):
 
     def plan(state: RunState) -> Command[Literal["approve", "finish"]]:
         diagnosis = Diagnosis.model_validate(state["diagnosis"])
-        hints = rt.hints.pending() if rt.hints else []
+        hints = rt.hints.pending(state.get("delivered_hints", [])) if rt.hints else []
         for hint in hints:  # delivered to this round's planner; the transcript remembers it across a resume
             emit("chat", attempt=state["attempt"], role="user", hint_id=hint.id, text=hint.text, source=hint.source)
         recipe = Recipe.model_validate(state["recipe"])
@@ -190,7 +191,9 @@ def build_graph(rt: Runtime):
                 continue
             emit("plan", attempt=state["attempt"], planner=round_.source, tool=call.tool, args=call.args,
                  explanation=diagnosis.explanation, evidence=diagnosis.evidence)
-            return Command(update={"pending": call.model_dump()}, goto="approve")
+            return Command(update={"pending": call.model_dump(),
+                                   "delivered_hints": [*state.get("delivered_hints", []), *(h.id for h in hints)]},
+                           goto="approve")
         failure = state["failure"]["stage"]
         if rejected:
             return stop("failed", f"planner proposed an invalid tool call: {rejected[-1]}")

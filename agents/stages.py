@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +16,13 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
-from fr_agent.config import Settings
-from fr_agent import kernels
-from fr_agent.recipe import Recipe, Stage, normalize_name
-from fr_agent.sandboxes.base import CommandResult, Sandbox, Server, probe_verdict
-from fr_agent.sandboxes.local import wait_for_health
+from fr_agent.core.config import Settings
+from fr_agent.core.ports import free_port
+from fr_agent.core.recipe import Recipe, Stage, normalize_name
+from fr_agent.kernels import operator_spec
+from fr_agent.sandboxes.base import CommandResult, Sandbox, Server, probe_verdict, wait_for_health
 
 SMOKE_PROMPT = "Compilers lower a model to the chip"
-KERNELS_DIR = Path(kernels.__file__).parent
 
 
 class StageResult(BaseModel):
@@ -132,13 +130,6 @@ def load(recipe: Recipe, ctx: StageContext) -> StageResult:
                        "forward pass finite")
 
 
-def operator_spec(recipe: Recipe) -> dict:
-    plan = recipe.operators
-    return {"device": recipe.torch_device, "dtype": recipe.dtype, "backend": plan.backend, "ops": plan.ops,
-            "disabled": plan.disabled, "reference": plan.reference, "cast": plan.cast,
-            "include": plan.include, "kernels": plan.kernels, "kernels_dir": str(KERNELS_DIR)}
-
-
 def operators(recipe: Recipe, ctx: StageContext) -> StageResult:
     spec_path = Path(ctx.sandbox.workdir) / "operators.json"
     spec_path.write_text(json.dumps(operator_spec(recipe)))
@@ -146,12 +137,6 @@ def operators(recipe: Recipe, ctx: StageContext) -> StageResult:
                              timeout=ctx.settings.timeouts.operators, log_name=ctx.log("operators"))
     return _from_probe("operators", result, lambda v: f"{len(v['ops'])} ops pass in {v['dtype']} "
                        f"({recipe.operators.backend} backend)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(recipe: Recipe, ctx: StageContext) -> StageResult:

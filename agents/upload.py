@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from fr_agent.errors import FrAgentError
-from fr_agent.secrets import redact_text
+from fr_agent.core.errors import FrAgentError
+from fr_agent.core.secrets import redact_text
 
 KEEP_REMOTE = {".gitattributes"}  # the hub creates it with the repo; the folder never has one
 

@@ -10,7 +10,6 @@ cannot run here (lm-eval not installed) as skipped.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -21,19 +20,14 @@ from pathlib import Path
 
 import httpx
 
-from fr_agent.config import EvalSettings
+from fr_agent.core.config import EvalSettings
+from fr_agent.core.ports import free_port
 from fr_agent.evals.consistency import consistency, prompts
 from fr_agent.evals.endpoint import Endpoint
 from fr_agent.evals.harness import Skip, lm_eval_rows
 from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
 from fr_agent.evals.serving import serving
 from fr_agent.evals.tasks import task_accuracy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def weight_bytes(model_path: str) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from fr_agent.tiny_model import VOCAB_SIZE, _save_tokenizer, _token_stream, train_tokenizer
+from fr_agent.evals.tiny_model import VOCAB_SIZE, _save_tokenizer, _token_stream, train_tokenizer
 
 SEQ_LEN = 128
 

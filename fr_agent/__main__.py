@@ -1,3 +1,3 @@
-from fr_agent.cli import main
+from fr_agent.shell.cli import main
 
 main()

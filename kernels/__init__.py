@@ -6,7 +6,7 @@ loaded by file path (sandbox venvs do not have fr_agent installed). A file
 ``<op>_reference(...)`` (a torch reference computed in float32).
 
 ``registry.py`` is the operator layer that puts these kernels (and FlagGems)
-into a model; ``search.py`` finds the operator set that is correct and fast.
+into a model; ``tools/operator_search.py`` finds the operator set that is correct and fast.
 Nothing heavy is imported here: torch and triton load only when a kernel
 file itself is imported.
 """
@@ -14,6 +14,8 @@ file itself is imported.
 from __future__ import annotations
 
 import pathlib
+
+from fr_agent.core.recipe import Recipe
 
 #: op name -> kernel file, relative to this directory.
 KERNELS: dict[str, str] = {
@@ -38,4 +40,12 @@ def kernel_path(op: str) -> pathlib.Path:
         ) from None
 
 
-__all__ = ["KERNELS", "KERNELS_DIR", "kernel_path"]
+def operator_spec(recipe: Recipe) -> dict:
+    """The recipe's operator plan as the operator layer (registry.py) reads it inside a sandbox."""
+    plan = recipe.operators
+    return {"device": recipe.torch_device, "dtype": recipe.dtype, "backend": plan.backend, "ops": plan.ops,
+            "disabled": plan.disabled, "reference": plan.reference, "cast": plan.cast,
+            "include": plan.include, "kernels": plan.kernels, "kernels_dir": str(KERNELS_DIR)}
+
+
+__all__ = ["KERNELS", "KERNELS_DIR", "kernel_path", "operator_spec"]

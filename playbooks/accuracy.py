@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fr_agent.evals.report import EvalReport
 from fr_agent.playbooks.diagnose import Diagnosis, signature_of
-from fr_agent.recipe import Recipe
+from fr_agent.core.recipe import Recipe
 from fr_agent.tools.base import ToolCall
 
 

@@ -307,7 +307,7 @@ def free_port(facts: dict, log: str) -> dict | None:
 def registered_ops() -> frozenset[str]:
     """Operator names a recipe can patch: what FlagGems registers, our kernels, the recipe's defaults."""
     from fr_agent.kernels import KERNELS
-    from fr_agent.recipe import OperatorPlan
+    from fr_agent.core.recipe import OperatorPlan
 
     text = resources.files("fr_agent.playbooks").joinpath("flaggems_ops.txt").read_text()
     names = {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fr_agent.errors import CatalogError
+from fr_agent.core.errors import CatalogError
 from fr_agent.playbooks.derive import DERIVE
 from fr_agent.tools.base import ToolCall
 

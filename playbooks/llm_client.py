@@ -26,8 +26,8 @@ import openai
 from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, Field, SecretStr
 
-from fr_agent.config import LLMSettings
-from fr_agent.errors import FrAgentError
+from fr_agent.core.config import LLMSettings
+from fr_agent.core.errors import FrAgentError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MIN_COMPLETION_TOKENS = 16

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fr_agent.config import LLMSettings, Settings
-from fr_agent.errors import AlreadyTried, FrAgentError, RunPaused, ToolRejected
+from fr_agent.core.config import LLMSettings, Settings
+from fr_agent.core.errors import AlreadyTried, FrAgentError, RunPaused, ToolRejected
 from fr_agent.playbooks.diagnose import ANSI, read_bounded
 from fr_agent.playbooks.llm_client import (
     MIN_COMPLETION_TOKENS, Endpoint, LLMClient, LLMError, LLMReply, ParsedCall, estimate_tokens, probe,
@@ -24,10 +24,10 @@ from fr_agent.playbooks.llm_client import (
 )
 from fr_agent.playbooks.llm_tools import ALL_SPECS, INVESTIGATIONS, investigate
 from fr_agent.playbooks.planner import Planner, PlanRound, PlaybookPlanner
-from fr_agent.secrets import redact_text, redact_value
+from fr_agent.core.secrets import redact_text, redact_value
 from fr_agent.tools import TOOLS
 from fr_agent.tools.base import ToolCall
-from fr_agent.transcript import read_events
+from fr_agent.core.events import read_events
 
 SYSTEM_PROMPT = """You are the repair planner of fr-agent, which migrates a language model onto an AI chip.
 A stage of the staged attempt (install, import, device, load, operators, serve, smoke, or the eval gate) failed.

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 import yaml
 
-from fr_agent.catalog import ChipProfile
-from fr_agent.chat import Hint
-from fr_agent.config import Settings
-from fr_agent.errors import FrAgentError
+from fr_agent.core.catalog import ChipProfile
+from fr_agent.core.hints import Hint
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import FrAgentError
 from fr_agent.playbooks.diagnose import Diagnosis
-from fr_agent.recipe import Recipe
+from fr_agent.core.recipe import Recipe
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import ToolCall
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fr_agent.errors import FrAgentError
+from fr_agent.core.errors import FrAgentError
 from fr_agent.playbooks.llm_client import calls_in_text, estimate_tokens
 
 

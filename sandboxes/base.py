@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import httpx
 from pydantic import BaseModel
 
-from fr_agent.recipe import Recipe
+from fr_agent.core.recipe import Recipe
 
 
 def host_memory_gib() -> float:
@@ -78,6 +80,29 @@ class Sandbox(Protocol):
     def probe(self, name: str) -> str:
         """Path, inside the sandbox, of a probe script shipped in fr_agent/sandboxes/probes."""
         ...
+
+
+def wait_for_health(server: Server, *, timeout: float, stall_s: float) -> tuple[bool, str]:
+    """Poll /health until it answers, the process dies, the log stops growing, or time runs out."""
+    started = last_growth = time.monotonic()
+    last_size = -1
+    while True:
+        now = time.monotonic()
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return True, f"healthy after {now - started:.0f}s"
+        except httpx.HTTPError:
+            pass
+        if not server.alive():
+            return False, "server exited before answering /health"
+        size = server.log_path.stat().st_size
+        if size != last_size:
+            last_size, last_growth = size, now
+        if now - last_growth > stall_s:
+            return False, f"server log stopped growing for {stall_s:g}s (startup hung)"
+        if now - started > timeout:
+            return False, f"server not healthy after {timeout:g}s"
+        time.sleep(1.0)
 
 
 @runtime_checkable

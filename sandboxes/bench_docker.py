@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from fr_agent.agents.stages import free_port
-from fr_agent.catalog import load_catalog
-from fr_agent.config import load_settings
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.ports import free_port
+from fr_agent.core.catalog import load_catalog
+from fr_agent.core.config import load_settings
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.docker import DockerSandbox
 from fr_agent.sandboxes.local import LocalSandbox
 

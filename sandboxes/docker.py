@@ -41,18 +41,18 @@ import requests
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Ulimit
 
-from fr_agent import kernels
-from fr_agent.catalog import ChipProfile
-from fr_agent.config import DockerSettings
-from fr_agent.errors import FrAgentError
-from fr_agent.recipe import Recipe, normalize_name
+from fr_agent.core.catalog import ChipProfile
+from fr_agent.core.checks import Check
+from fr_agent.core.config import DockerSettings
+from fr_agent.core.errors import FrAgentError
+from fr_agent.core.recipe import Recipe, normalize_name
+from fr_agent.kernels import KERNELS_DIR
 from fr_agent.sandboxes.base import CommandResult, host_memory_gib
 from fr_agent.sandboxes.docker_engine import connect
 from fr_agent.sandboxes.docker_images import VENV_PYTHON, build_sandbox_image, image_exists
 from fr_agent.sandboxes.local import PROBES, bounded_output, pip_find_links
 from fr_agent.sandboxes.relay import TcpToUnixRelay
 
-KERNELS_DIR = Path(kernels.__file__).parent
 # Host variables a container inherits; everything else (tokens, keys, the agent's own env) stays out.
 PASSTHROUGH = ("LANG", "LC_ALL", "TZ", "HF_HUB_OFFLINE", "HF_ENDPOINT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # Exit codes docker-init reports for a child killed by a signal (128 + n): named in the log like the
@@ -296,7 +296,6 @@ class DockerSandbox:
         """Re-check inside the container what the host check cannot see (python, index, OS package
         sources, compiler and headers, device nodes, disk, shm); container checks replace host checks
         of the same name."""
-        from fr_agent.agents.precheck import Check
 
         try:
             image = self.sandbox_image()

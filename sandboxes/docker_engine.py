@@ -22,7 +22,7 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
-from fr_agent.errors import FrAgentError
+from fr_agent.core.errors import FrAgentError
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from uv import find_uv_bin
 
-from fr_agent.catalog import ChipProfile
-from fr_agent.errors import FrAgentError
+from fr_agent.core.catalog import ChipProfile
+from fr_agent.core.errors import FrAgentError
 
 DOCKERFILES = Path(__file__).parent / "dockerfiles"
 VENV_PYTHON = "/opt/venv/bin/python"

@@ -18,10 +18,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from uv import find_uv_bin
 
-from fr_agent.recipe import Recipe, normalize_name
+from fr_agent.core.checks import Check
+from fr_agent.core.recipe import Recipe, normalize_name
 from fr_agent.sandboxes.base import CommandResult
 
 PROBES = Path(__file__).parent / "probes"
@@ -218,29 +218,6 @@ class LocalSandbox:
                              output_bytes=size, log_path=str(log_path))
 
 
-def wait_for_health(server: LocalServer, *, timeout: float, stall_s: float) -> tuple[bool, str]:
-    """Poll /health until it answers, the process dies, the log stops growing, or time runs out."""
-    started = last_growth = time.monotonic()
-    last_size = -1
-    while True:
-        now = time.monotonic()
-        try:
-            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
-                return True, f"healthy after {now - started:.0f}s"
-        except httpx.HTTPError:
-            pass
-        if not server.alive():
-            return False, "server exited before answering /health"
-        size = server.log_path.stat().st_size
-        if size != last_size:
-            last_size, last_growth = size, now
-        if now - last_growth > stall_s:
-            return False, f"server log stopped growing for {stall_s:g}s (startup hung)"
-        if now - started > timeout:
-            return False, f"server not healthy after {timeout:g}s"
-        time.sleep(1.0)
-
-
 class HostSandbox(LocalSandbox):
     """`--sandbox host`: for a machine whose stack is preinstalled and which has no package index (a GPU
     machine with its vendor torch, triton, transformers, flag_gems). The venv sees the host interpreter's
@@ -285,7 +262,6 @@ class HostSandbox(LocalSandbox):
     def precheck(self, result, analysis, chip):
         """The host's interpreter is the sandbox's, and a package index is needed only for what the host
         lacks (install says so if anything is): those two host checks are re-judged for this sandbox."""
-        from fr_agent.agents.precheck import Check
 
         have = f"{sys.version_info.major}.{sys.version_info.minor}"
         replaced = {

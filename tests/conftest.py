@@ -4,11 +4,16 @@ are built once), and the `--run-gpu` and `--run-live` switches."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Triton reads TRITON_INTERPRET when its language module and each @triton.jit function are defined, so it is
+# set before any test imports triton (transformers does, through the fixture builder). GPU runs keep real kernels.
+if "--run-gpu" not in sys.argv:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_addoption(parser):
@@ -40,6 +45,6 @@ def fr_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(fr_home) -> Path:
-    from fr_agent.tiny_model import ensure_tiny_llama
+    from fr_agent.evals.tiny_model import ensure_tiny_llama
 
     return ensure_tiny_llama(fr_home / "hf")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fr_agent.errors import ToolRejected
+from fr_agent.core.errors import ToolRejected
 from fr_agent.tools import fix_serve_config, install_dependency, patch_operator, search_operators, set_env_var
 from fr_agent.tools.base import Tool, ToolArgs, ToolCall, Verification
 

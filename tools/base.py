@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
-from fr_agent.recipe import Recipe, RecipeChange, Stage
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import ToolRejected
+from fr_agent.core.recipe import Recipe, RecipeChange, Stage
 from fr_agent.sandboxes.base import CommandResult, Sandbox, probe_verdict
 
 ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config", "search_operators"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
-from fr_agent.config import Settings
-from fr_agent.recipe import Recipe, Scalar, Stage, engine_flags
+from fr_agent.core.config import Settings
+from fr_agent.core.recipe import Recipe, Scalar, Stage, engine_flags
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
-from fr_agent.recipe import PackageName, PackagePin, Recipe, Version, normalize_name
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import ToolRejected
+from fr_agent.core.recipe import PackageName, PackagePin, Recipe, Version, normalize_name
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 

@@ -12,13 +12,14 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
-from fr_agent.kernels import KERNELS
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import ToolRejected
+from fr_agent.kernels import KERNELS, operator_spec
 from fr_agent.kernels.registry import MODEL_HOOKS
-from fr_agent.recipe import DType, OperatorPlan, Recipe
+from fr_agent.core.recipe import DType, OperatorPlan, Recipe
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
+from fr_agent.tools.operator_search import verify_model
 
 # The ops sandboxes/probes/op_check.py can check one by one.
 CHECKED_OPS = ("rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear", "fused_add_rms_norm", "layer_norm")
@@ -74,11 +75,7 @@ def apply(recipe: Recipe, args: PatchOperatorArgs) -> Recipe:
 
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: Settings) -> Verification:
-    from fr_agent.agents.stages import operator_spec
-
     if args.op not in CHECKED_OPS:  # a FlagGems function: judge the model under the new plan
-        from fr_agent.tools.search_operators import verify_model
-
         return verify_model(
             sandbox, recipe, settings,
             lambda probe: f"model forward without FlagGems {args.op}: logits rel err {probe.rel_err:.3g}",

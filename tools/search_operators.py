@@ -1,33 +1,27 @@
 """search_operators: find the FlagGems ops that break this model here (crash, NaN/Inf, drift), then keep the
 set of FlagGems ops and our Triton kernels that is correct and not slower than torch, by probing the model
-in fresh processes (kernels/search.py). A planner calls it with no arguments; the search fills them in
+in fresh processes (tools/operator_search.py). A planner calls it with no arguments; the search fills them in
 (`resolve`), so the recorded call replays the selection without searching again. Verified by one more
 probe of the model with the resulting operator plan."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
-from fr_agent.kernels.search import OperatorSearch, Probe, SandboxRunner, SearchError, SearchSettings
-from fr_agent.recipe import OperatorPlan, Recipe
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import ToolRejected
+from fr_agent.core.recipe import OperatorPlan, Recipe
+from fr_agent.kernels import KERNELS_DIR
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change
+from fr_agent.tools.operator_search import OperatorSearch, Probe, SandboxRunner, SearchError, SearchSettings, verify_model
 
 class SearchOperatorsArgs(ToolArgs):
     include: list[str] | None = None  # FlagGems functions kept (set by the search)
     exclude: list[str] | None = None  # candidate FlagGems functions left out: faulty or slower than torch
     kernels: list[str] | None = None  # our kernels swapped in
     report: str | None = None         # the search report (JSON), for the reviewer
-
-
-def kernels_dir() -> Path:
-    from fr_agent import kernels
-
-    return Path(kernels.__file__).resolve().parent
 
 
 def admit(args: SearchOperatorsArgs, recipe: Recipe, sandbox: Sandbox) -> None:
@@ -41,7 +35,7 @@ def admit(args: SearchOperatorsArgs, recipe: Recipe, sandbox: Sandbox) -> None:
 def resolve(sandbox: Sandbox, recipe: Recipe, args: SearchOperatorsArgs, settings: Settings) -> SearchOperatorsArgs:
     if args.include is not None:  # already a selection (a replayed or hand-written call)
         return args
-    runner = SandboxRunner(sandbox, recipe, kernels_dir(), SearchSettings(), timeout=settings.timeouts.verify)
+    runner = SandboxRunner(sandbox, recipe, KERNELS_DIR, SearchSettings(), timeout=settings.timeouts.verify)
     try:
         report = OperatorSearch(runner, SearchSettings()).run()
     except SearchError as err:
@@ -65,20 +59,6 @@ def apply(recipe: Recipe, args: SearchOperatorsArgs) -> Recipe:
     summary = (f"FlagGems only_enable {len(args.include)} ops, excluding {len(args.exclude or [])}"
                + (f"; kernels {', '.join(args.kernels)}" if args.kernels else ""))
     return recipe.with_change(change("search_operators", args, summary), operators=planned(recipe.operators, args))
-
-
-def verify_model(sandbox: Sandbox, recipe: Recipe, settings: Settings, passed: Callable[[Probe], str],
-                 failed: str) -> Verification:
-    """One fresh probe of the model under the recipe's operator plan; correct (ok, or correct but slow) passes.
-    `passed` describes a passing probe; `failed` leads the detail of a failing one."""
-    runner = SandboxRunner(sandbox, recipe, kernels_dir(), SearchSettings(), timeout=settings.timeouts.verify)
-    try:
-        probe = runner.check(recipe.operators.model_dump())
-    except SearchError as err:
-        return Verification(ok=False, detail=str(err))
-    ok = probe.status in ("ok", "slow")
-    detail = passed(probe) if ok else f"{failed}: {probe.status}: {probe.error}"
-    return Verification(ok=ok, detail=detail, log_path=probe.log)
 
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: SearchOperatorsArgs, settings: Settings) -> Verification:

@@ -6,8 +6,8 @@ import re
 
 from pydantic import field_validator
 
-from fr_agent.config import Settings
-from fr_agent.recipe import Recipe
+from fr_agent.core.config import Settings
+from fr_agent.core.recipe import Recipe
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 

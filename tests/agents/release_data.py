@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
-from fr_agent.recipe import ModelRef, PackagePin, Recipe, RecipeChange, ServePlan
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe, RecipeChange, ServePlan
 
 HF = "hf_abcdefghijklmnopqrstuvwxyz123456"
 SK = "sk-abcdefghijklmnopqrstuvwxyz0123"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fr_agent.agents.analyse import CPU_KV_SEQUENCES, cpu_kv_cache_gib, starting_recipe
-from fr_agent.catalog import load_catalog
-from fr_agent.recipe import ModelRef
+from fr_agent.core.catalog import load_catalog
+from fr_agent.core.recipe import ModelRef
 from fr_agent.sandboxes.base import host_memory_gib
 
 

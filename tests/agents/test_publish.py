@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 from release_data import HF, PASSWORD, SK, make_recipe, make_report
 
 from fr_agent.agents.publish import SECTIONS, publish
-from fr_agent.recipe import Recipe
+from fr_agent.core.recipe import Recipe
 
 FILES = ["README.md", "Dockerfile", "serve.yaml", "fr-agent.env", "eval.json", "eval.md", "recipe.json", "eval.png"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.transcript import read_events
+from fr_agent.core.events import read_events
 from tests.cli_helpers import fr_agent, wait_for
 
 SECRET = "hf_TestTokenThatMustNeverBeWritten0000000"

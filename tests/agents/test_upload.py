@@ -16,8 +16,8 @@ from release_data import make_recipe, make_report
 
 from fr_agent.agents.publish import publish
 from fr_agent.agents.upload import MARKER, copy_to_dir, upload_to_hub
-from fr_agent.cli_publish import CardRejected, publish_command
-from fr_agent.errors import FrAgentError
+from fr_agent.shell.cli.publish import CardRejected, publish_command
+from fr_agent.core.errors import FrAgentError
 
 TOKEN = "hf_TestTokenNeverPrinted0123456789abcd"
 REPO = "fr-agent-test/qwen-cpu"
@@ -133,7 +133,7 @@ def make_run(home, run_id: str, report) -> None:
     from langgraph.graph import END, START, StateGraph
 
     from fr_agent.agents.repair import RunState
-    from fr_agent.runs import RunRequest
+    from fr_agent.shell.runs import RunRequest
 
     run_dir = home / "runs" / run_id
     run_dir.mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fr_agent.config import EvalSettings
+from fr_agent.core.config import EvalSettings
 from fr_agent.evals.agent import evaluate, run_suite, write_artifacts
 
 SERVER = Path(__file__).parents[2] / "sandboxes" / "probes" / "hf_server.py"

@@ -11,7 +11,7 @@ import pytest
 from fr_agent.evals.consistency import perplexity, prefix_agreement
 from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
 from fr_agent.playbooks.accuracy import diagnose_eval
-from fr_agent.recipe import ModelRef, OperatorPlan, Recipe
+from fr_agent.core.recipe import ModelRef, OperatorPlan, Recipe
 
 
 def report(*rows: tuple[str, float, float]) -> EvalReport:

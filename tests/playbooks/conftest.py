@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fr_agent.transcript import Transcript
+from fr_agent.core.events import Transcript
 from tests.playbooks.llm_helpers import LOGS, FakeSandbox
 
 

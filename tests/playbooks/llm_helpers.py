@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fr_agent.agents.repair import admitted
-from fr_agent.catalog import load_catalog
-from fr_agent.chat import Hint
-from fr_agent.config import Settings
+from fr_agent.core.catalog import load_catalog
+from fr_agent.core.hints import Hint
+from fr_agent.core.config import Settings
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log
 from fr_agent.playbooks.llm_client import Endpoint
 from fr_agent.playbooks.llm_planner import LLMPlanner
 from fr_agent.playbooks.planner import PlanRound
 from fr_agent.playbooks.scripted_llm import Quirks, Script, ScriptedReply, serving
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
-from fr_agent.transcript import read_events
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.events import read_events
 
 LOGS = Path(__file__).parents[1] / "data" / "logs"
 REMOVE_TORCHVISION = {"name": "install_dependency", "arguments": {"package": "torchvision", "action": "remove"}}

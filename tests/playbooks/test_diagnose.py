@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.errors import CatalogError
+from fr_agent.core.errors import CatalogError
 from fr_agent.playbooks.diagnose import diagnose_log, diagnose_text, load_playbooks
 
 LOGS = Path(__file__).parents[1] / "data" / "logs"

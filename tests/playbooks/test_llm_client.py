@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from fr_agent.config import LLMSettings
+from fr_agent.core.config import LLMSettings
 from fr_agent.playbooks.llm_client import (
     ECHO, Endpoint, LLMClient, LLMError, calls_in_text, probe, resolve_endpoint, split_thinking, strip_calls,
 )

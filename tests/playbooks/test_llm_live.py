@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fr_agent.config import Settings
+from fr_agent.core.config import Settings
 from fr_agent.playbooks.llm_client import probe, resolve_endpoint
 from fr_agent.playbooks.llm_planner import LLMPlanner
 from tests.playbooks.llm_helpers import events, make_round

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from fr_agent.playbooks.scripted_llm import Script, serving
-from fr_agent.runs import summarize
-from fr_agent.transcript import read_events
+from fr_agent.shell.runs import summarize
+from fr_agent.core.events import read_events
 from tests.cli_helpers import fr_agent
 
 RESPONDER = Path(__file__).parents[1] / "data" / "llm" / "main_job_responder.py"
@@ -67,7 +67,7 @@ pytestmark = [pytest.mark.usefixtures("auto_run"), pytest.mark.slow]
 
 
 def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
-    chips = yaml.safe_load(resources.files("fr_agent.catalog").joinpath("chips.yaml").read_text())
+    chips = yaml.safe_load(resources.files("fr_agent.core.catalog").joinpath("chips.yaml").read_text())
     chips["cpu"]["torch"]["version"] = "2.9.0+cpu"  # a vendor build this host has no wheel for
     catalog = tmp_path / "catalog"
     catalog.mkdir()

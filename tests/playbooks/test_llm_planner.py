@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from fr_agent.config import Settings
-from fr_agent.errors import RunPaused
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import RunPaused
 from fr_agent.playbooks.llm_planner import AutoPlanner, fix_history, round_context
 from fr_agent.playbooks.scripted_llm import follow_candidates
 from fr_agent.tools import ToolCall

@@ -17,7 +17,7 @@ import pytest
 def docker_client(fr_home):
     import docker
 
-    from fr_agent.errors import FrAgentError
+    from fr_agent.core.errors import FrAgentError
     from fr_agent.sandboxes.docker_engine import engine_url, private_data_root, start_private_engine
 
     url = engine_url(fr_home)
@@ -42,7 +42,7 @@ def docker_client(fr_home):
 
 @pytest.fixture(scope="session")
 def cpu_chip():
-    from fr_agent.catalog import load_catalog
+    from fr_agent.core.catalog import load_catalog
 
     return load_catalog(None).chip("cpu")
 

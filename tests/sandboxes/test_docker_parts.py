@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.catalog import load_catalog
-from fr_agent.errors import FrAgentError
+from fr_agent.core.catalog import load_catalog
+from fr_agent.core.errors import FrAgentError
 from fr_agent.sandboxes.docker import parse_size, repository_for
 from fr_agent.sandboxes.docker_engine import engine_paths, reachable
 from fr_agent.sandboxes.docker_images import DOCKERFILES, dockerfile_for

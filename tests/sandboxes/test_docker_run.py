@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fr_agent.transcript import read_events
+from fr_agent.core.events import read_events
 from tests.cli_helpers import fr_agent
 from tests.sandboxes.conftest import build_wheel
 
@@ -43,7 +43,7 @@ class TinyRemoteForCausalLM(LlamaForCausalLM):
 
 def remote_code_model(tiny_model: Path, hf_home: Path, tmp: Path) -> str:
     """The tiny Llama with `auto_map` pointing at its own modeling file, registered in the HF cache."""
-    from fr_agent.tiny_model import register_in_hf_cache
+    from fr_agent.evals.tiny_model import register_in_hf_cache
 
     model = tmp / "tiny-remote"
     model.mkdir()
@@ -64,8 +64,8 @@ def test_main_job_in_docker_rolls_back_a_fix_that_breaks_the_environment(fr_home
     repo_id = remote_code_model(tiny_model, fr_home / "hf", tmp_path)
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    (catalog / "chips.yaml").write_text(resources.files("fr_agent.catalog").joinpath("chips.yaml").read_text())
-    models = yaml.safe_load(resources.files("fr_agent.catalog").joinpath("models.yaml").read_text())
+    (catalog / "chips.yaml").write_text(resources.files("fr_agent.core.catalog").joinpath("chips.yaml").read_text())
+    models = yaml.safe_load(resources.files("fr_agent.core.catalog").joinpath("models.yaml").read_text())
     models["tiny-remote-code"] = {**{k: v for k, v in models["tiny-llama"].items() if k != "fixture"},
                                  "repo_id": repo_id, "trust_remote_code": True}
     (catalog / "models.yaml").write_text(yaml.safe_dump(models))

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from fr_agent.config import DockerSettings
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.config import DockerSettings
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.base import ChecksInside, Snapshots
 from fr_agent.sandboxes.docker import DockerSandbox
 

@@ -7,7 +7,7 @@ import importlib.metadata
 import sys
 
 from fr_agent.agents.precheck import Check, Precheck
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.local import HostSandbox
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.local import LocalSandbox
 
 

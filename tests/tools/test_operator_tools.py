@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from fr_agent.config import Settings
-from fr_agent.errors import ToolRejected
+from fr_agent.core.config import Settings
+from fr_agent.core.errors import ToolRejected
 from fr_agent.evals.report import EvalReport, MetricRow
-from fr_agent.kernels import search as search_module
+from fr_agent.tools import operator_search as search_module
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import diagnose_text
-from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
+from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
 from fr_agent.tools import TOOLS, ToolCall, validate_call
 from fr_agent.tools import search_operators
 

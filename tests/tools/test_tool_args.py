@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fr_agent.errors import ToolRejected
-from fr_agent.recipe import ModelRef, PackagePin, Recipe
+from fr_agent.core.errors import ToolRejected
+from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.tools import TOOLS, ToolCall, validate_call
 
 

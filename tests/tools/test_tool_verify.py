@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fr_agent.config import Settings
-from fr_agent.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
+from fr_agent.core.config import Settings
+from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
 from fr_agent.sandboxes.local import LocalSandbox
 from fr_agent.tools import TOOLS
 

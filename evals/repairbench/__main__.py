@@ -1,5 +1,0 @@
-import sys
-
-from fr_agent.evals.repairbench.bench import main
-
-sys.exit(main())

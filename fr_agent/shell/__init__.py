@@ -1,0 +1,1 @@
+"""The shell: the CLI, runs, batch, review, replay and benchmarks. Nothing imports it."""

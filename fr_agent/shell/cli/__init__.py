@@ -1,0 +1,334 @@
+"""fr-agent's command line: a chat-style `run`, `resume`, the catalog, transcripts and diagnosis."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fr_agent.shell.cli import batch as cli_batch, llm as cli_llm, publish as cli_publish
+from fr_agent.shell.cli.llm import open_session, session_hooks
+from fr_agent.core.config import Settings, load_settings
+from fr_agent.core.errors import FrAgentError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move LLMs onto new AI chips: analyse, precheck, "
+                  "attempt, repair, eval, publish.")
+transcripts_app = typer.Typer(no_args_is_help=True, help="Review runs afterwards.")
+app.add_typer(transcripts_app, name="transcripts")
+from fr_agent.shell.cli.sandbox import sandbox_app  # noqa: E402  (the `sandbox` command group)
+app.add_typer(sandbox_app, name="sandbox")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (limits, timeouts, sandbox)")]
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live [env FR_AGENT_HOME, ./.fr-agent]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a run."""
+
+
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM (`timeout`, a batch runner, `kill`) unwinds a run like Ctrl-C does, so its servers and probes
+    are stopped and its checkpoint kept; the default action would end the process and orphan them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(err: KeyboardInterrupt, message: str) -> None:
+    fail(("terminated" if isinstance(err, Terminated) else "interrupted") + message,
+         143 if isinstance(err, Terminated) else 130)
+
+
+def settings_from(config: Path | None, home: Path | None) -> Settings:
+    return load_settings(config, home=home.absolute() if home else None)
+
+
+def show_event(event: dict) -> None:
+    """Live progress: one line per stage, each diagnosis with its evidence, each fix and its check."""
+    kind = event["event"]
+    if kind == "analysis":
+        facts = event["facts"]
+        console.print(f"[bold]analyse[/bold] {event['model']['name']} ({facts['architecture']}, {facts['params_b']}B, "
+                      f"{facts['dtype']}) on {event['chip']} via {event['source']}")
+        recipe = event["recipe"]
+        console.print("  recipe: " + ", ".join(p["name"] + (f"=={p['version']}" if p.get("version") else "")
+                                               for p in recipe["packages"]) + f"; dtype {recipe['dtype']}")
+    elif kind == "precheck":
+        for check in event["checks"]:
+            mark = "[green]ok[/green]" if check["ok"] else "[red]FAIL[/red]"
+            console.print(f"  precheck {check['name']:<13} {mark} {check['detail']}", soft_wrap=True)
+    elif kind == "stage":
+        mark = "[green]✓[/green]" if event["ok"] else "[red]✗[/red]"
+        console.print(f"{mark} attempt {event['attempt']} [bold]{event['stage']:<9}[/bold] {event['duration_s']:7.1f}s  "
+                      f"{escape(event['detail'])}", soft_wrap=True)
+    elif kind == "diagnosis":
+        console.print(f"  [yellow]diagnosis[/yellow] {event['category']}"
+                      + (f" ({event['playbook']})" if event.get("playbook") else "") + f": {escape(event['explanation'])}")
+        for line in event["evidence"][-2:]:
+            console.print(f"    evidence: {escape(line[:300])}", soft_wrap=True)
+    elif kind == "plan":
+        console.print(f"  [cyan]fix[/cyan] {event['tool']}({escape(json.dumps(event['args']))})")
+    elif kind == "tool_call" and event.get("status") in ("rejected", "declined"):
+        console.print(f"  [red]{event['status']}[/red] {event['tool']}({escape(json.dumps(event['args']))}) "
+                      f"{escape(event.get('error', ''))}")
+    elif kind == "verification":
+        mark = "[green]verified[/green]" if event["ok"] else "[red]not verified[/red]"
+        console.print(f"  {mark}: {escape(event['detail'])}")
+    elif kind == "chat":
+        who = "you" if event["role"] == "user" else "planner"
+        console.print(f"  [magenta]{who}:[/magenta] {escape(event['text'])}", soft_wrap=True)
+    elif kind == "llm_call" and event.get("purpose") == "plan":
+        console.print(f"  [dim]llm {event['model']}: {event['total_tokens']} tokens, {event['latency_s']:.1f}s, "
+                      f"${event['cost_usd']:.4f}, calls {', '.join(event['calls']) or 'none'}[/dim]")
+    elif kind == "note" and event.get("reason") and event.get("message") != "resumed":
+        console.print(f"  [yellow]{escape(event['message'])}[/yellow]: {escape(event['reason'])}", soft_wrap=True)
+    elif kind == "eval":
+        console.print(f"[bold]eval[/bold] gate {'passed' if event.get('gate_passed') else 'FAILED'}: "
+                      f"{escape(str(event.get('gate_reason') or event.get('error')))}")
+
+
+def print_outcome(run_dir: Path, as_json: bool) -> int:
+    from fr_agent.shell.runs import summarize
+
+    summary = summarize(run_dir)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0 if summary["status"] == "passed" else 1
+    table = Table(title="stages")
+    for column in ("attempt", "stage", "ok", "seconds", "detail"):
+        table.add_column(column)
+    for s in summary["stages"]:
+        table.add_row(str(s["attempt"]), s["stage"], "✓" if s["ok"] else "✗", f"{s['duration_s']:.1f}", escape((s["detail"] or "")[:90]))
+    console.print(table)
+    console.print(f"attempts: {summary['attempts']}; fixes applied and verified: {len(summary['fixes'])}")
+    for fix in summary["fixes"]:
+        console.print(f"  - {fix['tool']}({escape(json.dumps(fix['args']))}) → {escape(fix['detail'])}")
+    if summary["eval"] and summary["eval"].get("metrics"):
+        from fr_agent.evals.render import gate_text, rich_table
+
+        console.print(rich_table(summary["eval"]))
+        console.print(escape(gate_text(summary["eval"])), soft_wrap=True)
+    color = "green" if summary["status"] == "passed" else "red"
+    console.print(f"[{color}]{summary['status']}[/{color}]: {escape(summary['reason'])}", soft_wrap=True)
+    console.print(f"transcript: {summary['transcript']}")
+    if summary["publish_dir"]:
+        console.print(f"publish folder: {summary['publish_dir']}")
+    return 0 if summary["status"] == "passed" else 1
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Argument(help="catalog name, HF repo id, or local model directory")],
+    chip: Annotated[str, typer.Option("--chip", help="target chip profile (see `fr-agent chips`)")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="apply fixes without asking")] = False,
+    planner: Annotated[str, typer.Option(help="playbook (embedded default), llm (an OpenAI-compatible endpoint: "
+                                                "FR_AGENT_LLM_BASE_URL/_MODEL/_API_KEY or llm: in --config), auto "
+                                                "(llm if one is configured and answers, else playbook), or script:FILE")] = "playbook",
+    sandbox: Annotated[str, typer.Option(help="local (venv), docker (containers; see `fr-agent sandbox`) or host "
+                                              "(a venv over the host's preinstalled stack)")] = "local",
+    with_flaggems: Annotated[bool, typer.Option("--with-flaggems", help="run operators through FlagGems")] = False,
+    engine: Annotated[Optional[str], typer.Option(help="vllm (the chip's engine stack, default) or hf "
+                                                        "(transformers serving itself: starts in seconds)")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="directory with chips.yaml / models.yaml")] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")] = None,
+) -> None:
+    """Migrate MODEL onto CHIP: a chat-style session that shows each fix with its evidence."""
+    from fr_agent.shell.runs import RunRequest, start_run
+
+    settings = settings_from(config, home)
+    if engine not in (None, "vllm", "hf"):
+        fail(f"unknown engine {engine!r}: use vllm or hf")
+    request = RunRequest(model=model, chip=chip, planner=planner, sandbox=sandbox, with_flaggems=with_flaggems,
+                         engine=engine, catalog=str(catalog) if catalog else None)
+    run_dir = None
+    try:
+        with sigterm_interrupts():
+            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
+                                                            settings.runs_dir), yes, None if as_json else show_event)
+            run_dir, _ = start_run(request, settings, auto_approve=yes, approver=approver, on_event=on_event,
+                                   run_id=run_id)
+    except KeyboardInterrupt as err:
+        interrupted(err, "; the run is checkpointed: `fr-agent resume latest` continues it")
+    raise typer.Exit(print_outcome(run_dir, as_json))
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="run id (or a prefix), or 'latest'")],
+    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a killed or interrupted run from its last checkpoint, without redoing passed stages."""
+    from fr_agent.shell.runs import find_run, resume_run
+
+    settings = settings_from(config, home)
+    run_dir = find_run(settings, run_id)
+    try:
+        with sigterm_interrupts():
+            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
+                                                            settings.runs_dir), yes, None if as_json else show_event,
+                                               run_dir)
+            resume_run(run_dir, settings, auto_approve=yes, approver=approver, on_event=on_event)
+    except KeyboardInterrupt as err:
+        interrupted(err, f"; resume again with `fr-agent resume {run_dir.name}`")
+    raise typer.Exit(print_outcome(run_dir, as_json))
+
+
+@app.command()
+def chips(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
+    """The chip profiles fr-agent knows."""
+    from fr_agent.core.catalog import load_catalog
+
+    cat = load_catalog(str(catalog) if catalog else None)
+    if as_json:
+        print(json.dumps({k: v.model_dump() for k, v in cat.chips.items()}, indent=2))
+        return
+    table = Table(title="chips")
+    for column in ("chip", "vendor", "torch device", "detect", "visible devices", "GEMS_VENDOR", "dtypes", "GiB/card"):
+        table.add_column(column)
+    for c in cat.chips.values():
+        table.add_row(c.name, c.vendor, c.torch_device, c.detection.cli or "-", c.visible_devices_env or "-",
+                      c.gems_vendor or "-", ",".join(c.dtypes), str(c.memory_gib_per_card or "-"))
+    console.print(table)
+
+
+@app.command()
+def models(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
+    """The models in the catalog (any HF repo id or local directory works too)."""
+    from fr_agent.core.catalog import load_catalog
+
+    cat = load_catalog(str(catalog) if catalog else None)
+    if as_json:
+        print(json.dumps({k: v.model_dump() for k, v in cat.models.items()}, indent=2))
+        return
+    table = Table(title="models")
+    for column in ("name", "repo id", "architecture", "params (B)", "dtype", "source"):
+        table.add_column(column)
+    for m in cat.models.values():
+        table.add_row(m.name, m.repo_id, m.facts.architecture, f"{m.facts.params_b:g}", m.facts.dtype,
+                      "built locally" if m.fixture else "hub")
+    console.print(table)
+
+
+@app.command()
+def diagnose(
+    log: Annotated[str, typer.Argument(help="log file, or - for stdin")] = "-",
+    stage: Annotated[str, typer.Option(help="stage the log came from")] = "unknown",
+    as_json: JsonOpt = False,
+) -> None:
+    """Read a raw failure log (any size, any bytes) and print its diagnosis; --json: one JSON object."""
+    from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
+
+    if log == "-":
+        diagnosis = diagnose_stream(sys.stdin.buffer, stage)
+    else:
+        path = Path(log)
+        if not path.is_file():
+            fail(f"no such log file: {log}")
+        try:
+            diagnosis = diagnose_log(path, stage)
+        except OSError as err:
+            fail(f"cannot read {log}: {err.strerror or err}")
+    if as_json:
+        print(diagnosis.model_dump_json())
+        return
+    console.print(f"category: {diagnosis.category} (confidence {diagnosis.confidence:.1f}); {escape(diagnosis.explanation)}")
+    if diagnosis.params:
+        console.print(f"  params: {escape(json.dumps(diagnosis.params))}" + (f" (playbook {diagnosis.playbook})" if diagnosis.playbook else ""))
+    for line in diagnosis.evidence:
+        console.print(f"  evidence: {escape(line)}", soft_wrap=True)
+    for call in diagnosis.tool_calls:
+        console.print(f"  would call {call.tool}({escape(json.dumps(call.args))})")
+
+
+@transcripts_app.command("list")
+def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """All runs, newest last."""
+    from fr_agent.shell.runs import run_dirs, summarize
+
+    rows = [summarize(d) for d in run_dirs(settings_from(config, home))]
+    if as_json:
+        print(json.dumps([{k: r[k] for k in ("run_id", "model", "chip", "status", "attempts", "started", "finished")}
+                          | {"fixes": len(r["fixes"]), "gate_passed": (r["eval"] or {}).get("gate_passed")} for r in rows], indent=2))
+        return
+    table = Table(title="runs")
+    for column in ("run", "model", "chip", "status", "attempts", "fixes", "gate"):
+        table.add_column(column)
+    for r in rows:
+        gate = (r["eval"] or {}).get("gate_passed")
+        table.add_row(r["run_id"], r["model"], r["chip"], r["status"], str(r["attempts"]), str(len(r["fixes"])),
+                      "-" if gate is None else ("pass" if gate else "FAIL"))
+    console.print(table)
+
+
+@transcripts_app.command("show")
+def transcripts_show(
+    run_id: Annotated[str, typer.Argument(help="run id (or a prefix), or 'latest'")],
+    home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained review page here")] = None,
+) -> None:
+    """One run: status, attempts, stages, fixes, eval."""
+    from fr_agent.shell.runs import find_run
+
+    run_dir = find_run(settings_from(config, home), run_id)
+    if html:
+        from fr_agent.shell.cli.batch import write_run_html
+
+        write_run_html(run_dir, html)
+    print_outcome(run_dir, as_json)
+
+
+cli_batch.register(app, transcripts_app)  # batch, ray-resources, transcripts diff / replay
+from fr_agent.shell.cli.bench import bench_app  # noqa: E402  (the `bench` command group: diagnose, repair)
+app.add_typer(bench_app, name="bench")
+cli_llm.register(app)  # llm check / serve-scripted, hint
+cli_publish.register(app)  # publish RUN, card lint
+
+
+def main() -> None:
+    try:
+        sys.exit(app(standalone_mode=False) or 0)
+    except FrAgentError as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
