@@ -8,27 +8,15 @@ import glob
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel
 
 from fr_agent.agents.analyse import Analysis, local_snapshot
-from fr_agent.core.checks import Check
+from fr_agent.core.checks import Check, Precheck, disk_needed_gb
 from fr_agent.core.catalog import ChipProfile
 from fr_agent.core.config import Settings
-
-
-class Precheck(BaseModel):
-    checks: list[Check]
-    model_path: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks if c.required)
-
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if c.required and not c.ok]
 
 
 def check_python(recipe_python: str) -> Check:
@@ -36,7 +24,7 @@ def check_python(recipe_python: str) -> Check:
     return Check(name="python", ok=have == recipe_python, detail=f"python {have} (recipe wants {recipe_python})")
 
 
-def check_package_index(find_links: list[str]) -> Check:
+def check_package_index(find_links: Sequence[str]) -> Check:
     local = [link for link in find_links if Path(link.removeprefix("file://")).is_dir()]
     try:
         reachable = httpx.head("https://pypi.org/simple/pip/", timeout=10, follow_redirects=True).status_code < 500
@@ -99,10 +87,10 @@ def check_weights(analysis: Analysis) -> tuple[Check, str | None]:
                  "hub is not reachable (set HF_HOME to a cache that has them, or pass a local model directory)"), None
 
 
-def precheck(analysis: Analysis, chip: ChipProfile, settings: Settings, find_links: list[str]) -> Precheck:
+def precheck(analysis: Analysis, chip: ChipProfile, settings: Settings, find_links: Sequence[str]) -> Precheck:
     device = check_device(chip)
     checks = [check_python(analysis.recipe.python), device, check_package_index(find_links), check_compiler(),
-              check_disk(settings.home, 8 + analysis.facts.params_b * 2.5), check_shm()]
+              check_disk(settings.home, disk_needed_gb(analysis.facts.params_b)), check_shm()]
     path = None
     if device.ok:  # weights are only worth fetching where the chip is
         weights, path = check_weights(analysis)

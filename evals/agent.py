@@ -21,10 +21,12 @@ from pathlib import Path
 import httpx
 
 from fr_agent.core.config import EvalSettings
+from fr_agent.core.errors import require_extra
 from fr_agent.core.ports import free_port
 from fr_agent.evals.consistency import consistency, prompts
 from fr_agent.evals.endpoint import Endpoint
 from fr_agent.evals.harness import Skip, lm_eval_rows
+from fr_agent.evals.render import chart_png
 from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
 from fr_agent.evals.serving import serving
 from fr_agent.evals.tasks import task_accuracy
@@ -101,16 +103,16 @@ def run_suite(name: str, run: Callable[[], list[MetricRow]], rows: list[MetricRo
         outcomes.append(SuiteOutcome(suite=name, status="crashed", reason=f"{type(err).__name__}: {err}"[:500]))
 
 
-def write_artifacts(report: EvalReport, run_dir: Path) -> None:
-    """eval.json (the report, read back by publish) and eval.png beside it."""
-    from fr_agent.evals.render import chart_png
-
-    (run_dir / "eval.json").write_text(report.model_dump_json(indent=2))
-    chart_png(report.summary(), run_dir / "eval.png")
+def write_artifacts(report: EvalReport, report_path: Path, chart_path: Path) -> None:
+    """The report as JSON (read back by publish) and its chart."""
+    report_path.write_text(report.model_dump_json(indent=2))
+    chart_png(report.summary(), chart_path)
 
 
 def evaluate(model_path: str, server_url: str, *, migrated_backend: str, settings: EvalSettings,
              log_dir: Path) -> EvalReport:
+    # the tokenizer always, the reference server when it is started here (hf_server.py, on this interpreter)
+    require_extra("the eval", "transformers", *(() if settings.reference_url else ("torch",)))
     started = time.monotonic()
     rows: list[MetricRow] = []
     outcomes: list[SuiteOutcome] = []

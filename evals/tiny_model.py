@@ -19,9 +19,14 @@ from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from fr_agent.core.errors import MissingExtra
+
+try:  # model work on this host: the base install leaves these out
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+except ModuleNotFoundError as err:
+    raise MissingExtra("the tiny-llama fixture") from err
 
 DATA_DIR = files("fr_agent.evals") / "data"
 CORPUS = (DATA_DIR / "corpus.txt").read_text(encoding="utf-8")

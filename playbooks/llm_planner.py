@@ -27,20 +27,29 @@ from fr_agent.playbooks.planner import Planner, PlanRound, PlaybookPlanner
 from fr_agent.core.secrets import redact_text, redact_value
 from fr_agent.tools import TOOLS
 from fr_agent.tools.base import ToolCall
-from fr_agent.core.events import read_events
+from fr_agent.core.events import (
+    DiagnosisEvent, Event, LLMCallEvent, StageEvent, ToolCallEvent, VerificationEvent, of_kind, read_events,
+)
+from fr_agent.core.paths import RunFiles
 
-SYSTEM_PROMPT = """You are the repair planner of fr-agent, which migrates a language model onto an AI chip.
+
+def spoken(names: list[str], last: str) -> str:
+    """`a, b and c`: tool names in a sentence."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+# The tool names come from the tables, so the prompt names every tool the planner may call.
+SYSTEM_PROMPT = f"""You are the repair planner of fr-agent, which migrates a language model onto an AI chip.
 A stage of the staged attempt (install, import, device, load, operators, serve, smoke, or the eval gate) failed.
-Propose the single most likely fix as ONE call of a repair tool: install_dependency, set_env_var,
-patch_operator or fix_serve_config. The harness validates your call, may ask the user, applies it, checks it
-and re-runs the stage; you never run commands yourself.
-Before deciding you may call the read-only tools read_log, list_packages, show_recipe and show_chip_profile.
+Propose the single most likely fix as ONE call of a repair tool: {spoken(list(TOOLS), "or")}.
+The harness validates your call, may ask the user, applies it, checks it and re-runs the stage; you never run
+commands yourself.
+Before deciding you may call the read-only tools {spoken(list(INVESTIGATIONS), "and")}.
 Never repeat a fix listed as tried. Package names must exist on PyPI. The playbook candidates are known
 fixes for known failure signatures: prefer them when they fit, but they are hints, not orders.
 If the user wrote to you, answer in one or two sentences in your reply text and take it into account."""
 
-NUDGE = ("Call exactly one repair tool now (install_dependency, set_env_var, patch_operator, fix_serve_config), "
-         "with arguments that match its schema.")
+NUDGE = f"Call exactly one repair tool now ({', '.join(TOOLS)}), with arguments that match its schema."
 
 
 class FallBack(Exception):
@@ -89,31 +98,31 @@ def call_label(tool: str, args: dict) -> str:
     return f"{tool} {json.dumps(args, sort_keys=True)}"
 
 
-def fix_history(events: list[dict]) -> list[str]:
-    """Every fix tried in this run, with its outcome, as the transcript tells it."""
+def fix_outcome_lines(events: list[Event]) -> list[str]:
+    """Every fix tried in this run, with its outcome, as the transcript tells it: one line each, for the prompt."""
     lines: list[str] = []
     verified: str | None = None
-    failure: dict | None = None
+    failure: DiagnosisEvent | None = None
     for event in events:
-        kind = event["event"]
-        if kind == "tool_call" and event.get("status") in ("rejected", "declined"):
-            why = f": {event['error']}" if event.get("error") else " by the user"
-            lines.append(f"- {call_label(event['tool'], event.get('args') or {})}: {event['status']}{why}")
-        elif kind == "verification":
-            label = call_label(event["tool"], event.get("args") or {})
-            if event.get("ok"):
+        if isinstance(event, ToolCallEvent) and event.status in ("rejected", "declined"):
+            why = f": {event.error}" if event.error else " by the user"
+            lines.append(f"- {call_label(event.tool, event.args)}: {event.status}{why}")
+        elif isinstance(event, VerificationEvent):
+            label = call_label(event.tool, event.args)
+            if event.ok:
                 verified = label
             else:
-                lines.append(f"- {label}: applied, but its check failed ({event.get('detail')}); rolled back")
-        elif kind == "diagnosis":
+                lines.append(f"- {label}: applied, but its check failed ({event.detail}); rolled back")
+        elif isinstance(event, DiagnosisEvent):
             if verified:
-                same = failure is not None and event.get("signature") == failure.get("signature")
-                then = "the same way" if same else f"differently: {(event.get('evidence') or [''])[-1]}"
-                lines.append(f"- {verified}: applied and verified; then {event['stage']} failed {then}")
+                same = failure is not None and event.signature == failure.signature
+                then = "the same way" if same else f"differently: {(event.evidence or [''])[-1]}"
+                lines.append(f"- {verified}: applied and verified; then {event.stage} failed {then}")
                 verified = None
             failure = event
-        elif kind == "stage" and verified and event.get("ok") and failure and event["stage"] == failure["stage"]:
-            lines.append(f"- {verified}: applied and verified; {event['stage']} passed after it")
+        elif (isinstance(event, StageEvent) and verified and event.ok and failure is not None
+              and event.stage == failure.stage):
+            lines.append(f"- {verified}: applied and verified; {event.stage} passed after it")
             verified = None
     if verified:
         lines.append(f"- {verified}: applied and verified")
@@ -200,13 +209,13 @@ class LLMPlanner:
         self.endpoint, self.settings, self.run_dir = endpoint, settings, run_dir
         self.llm = settings.llm
         self.client = client or LLMClient(endpoint, self.llm)
-        used = sum(e.get("total_tokens") or 0 for e in self.events() if e["event"] == "llm_call")
+        used = sum(e.total_tokens for e in of_kind(self.events(), LLMCallEvent))
         self.budget = Budget(self.llm, used, run_dir.name if run_dir else "this run")
         self.start_events = [("note", {"message": "planner llm", "reason": f"{endpoint.model} at {endpoint.where}"})]
 
-    def events(self) -> list[dict]:
-        transcript = self.run_dir / "transcript.jsonl" if self.run_dir else None
-        return list(read_events(transcript)) if transcript and transcript.exists() else []
+    def events(self) -> list[Event]:
+        transcript = RunFiles(self.run_dir).transcript if self.run_dir else None
+        return read_events(transcript) if transcript and transcript.exists() else []
 
     def propose(self, round: PlanRound) -> list[ToolCall]:
         self.budget.round_used = 0
@@ -250,7 +259,7 @@ class Conversation:
 
     def __init__(self, planner: LLMPlanner, round: PlanRound):
         self.planner, self.round = planner, round
-        self.history = fix_history(planner.events())
+        self.history = fix_outcome_lines(planner.events())
         context = round_context(round, self.history, planner.llm.log_excerpt_chars)
         self.messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": context}]
         self.investigations = 0

@@ -1,4 +1,4 @@
-"""What the LLM planner may call: the four repair tools (schemas from their own pydantic args models; the
+"""What the LLM planner may call: the repair tools of `TOOLS` (schemas from their own pydantic args models; the
 loop validates, approves, applies and verifies them) and four read-only investigation tools it may call
 first, answered here at once: read a log range, list installed packages, show the recipe, show the chip
 profile. Typed arguments, no shell, secrets redacted from everything they return.
@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 from fr_agent.playbooks.llm_client import ToolSpec
 from fr_agent.playbooks.planner import PlanRound
 from fr_agent.core.secrets import redact_text, redact_value
+from fr_agent.core.types import first_error
 from fr_agent.tools import TOOLS
 from fr_agent.tools.base import ToolArgs
 
@@ -109,6 +110,5 @@ def investigate(round: PlanRound, name: str, arguments: dict) -> str:
     try:
         args = inv.spec.args_model.model_validate(arguments)
     except ValidationError as err:
-        first = err.errors()[0]
-        return f"invalid {name} call: {'.'.join(str(p) for p in first['loc']) or 'args'}: {first['msg']}"
+        return f"invalid {name} call: {first_error(err, 'args')}"
     return inv.run(round, args)

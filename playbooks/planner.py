@@ -48,15 +48,17 @@ class PlanRound:
 
 
 class Planner(Protocol):
-    """`start_events` (optional): (kind, fields) a planner announces when a run starts or resumes."""
+    """`start_events`: (kind, fields) a planner announces when a run starts or resumes."""
 
     name: str
+    start_events: list[tuple[str, dict]]
 
     def propose(self, round: PlanRound) -> list[ToolCall]: ...
 
 
 class PlaybookPlanner:
     name = "playbook"
+    start_events: list[tuple[str, dict]] = []
 
     def propose(self, round: PlanRound) -> list[ToolCall]:
         if round.hints:
@@ -65,11 +67,22 @@ class PlaybookPlanner:
         return [call for call in round.diagnosis.tool_calls if call.key() not in round.tried]
 
 
+class NoPlanner:
+    """A replay's planner: the recorded fixes are already in the recipe; a failure is reported, not repaired."""
+
+    name = "replay"
+    start_events: list[tuple[str, dict]] = []
+
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        return []
+
+
 class ScriptedPlanner:
     """Each round pops the next list of raw calls from the script; malformed entries stay raw so the
     loop's validation (not this class) rejects them, exactly as it would an LLM's output."""
 
     name = "script"
+    start_events: list[tuple[str, dict]] = []
 
     def __init__(self, path: Path):
         try:
@@ -103,13 +116,15 @@ def check_planner(spec: str, settings: Settings) -> None:
         from fr_agent.playbooks.llm_planner import llm_planner
 
         llm_planner(settings, None)
-    elif spec not in ("auto", "playbook"):
+    elif spec not in ("auto", "playbook", "replay"):
         make_planner(spec, settings)
 
 
 def make_planner(spec: str, settings: Settings | None = None, run_dir: Path | None = None) -> Planner:
     if spec == "playbook":
         return PlaybookPlanner()
+    if spec == "replay":
+        return NoPlanner()
     if spec.startswith("script:"):
         return ScriptedPlanner(Path(spec.removeprefix("script:")))
     if spec in ("llm", "auto"):

@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.types import Strict, first_error
 from fr_agent.playbooks.llm_client import calls_in_text, estimate_tokens
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ScriptedCall(Strict):
@@ -78,8 +75,7 @@ def load_script(path: Path) -> Script:
     except (OSError, yaml.YAMLError) as err:
         raise FrAgentError(f"cannot read LLM script {path}: {str(err).splitlines()[0]}") from None
     except ValidationError as err:
-        first = err.errors()[0]
-        raise FrAgentError(f"invalid LLM script {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise FrAgentError(f"invalid LLM script {path}: {first_error(err)}") from None
     if script.respond and ":" not in script.respond:
         raise FrAgentError(f"invalid LLM script {path}: respond must be FILE.py:FUNCTION or MODULE:FUNCTION")
     return script

@@ -1,4 +1,4 @@
-"""DockerSandbox: the local sandbox's protocol, with every step in a container.
+"""DockerSandbox: the sandbox base class, with every step in a container.
 
 A run's environment is an image. The chip's sandbox image (`docker_images.py`: the chip profile's base
 image plus `dockerfiles/<family>.Dockerfile`) is where it starts; installing the recipe's packages runs in a
@@ -42,12 +42,12 @@ from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import Ulimit
 
 from fr_agent.core.catalog import ChipProfile
-from fr_agent.core.checks import Check
+from fr_agent.core.checks import Check, Precheck, disk_needed_gb
 from fr_agent.core.config import DockerSettings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.recipe import Recipe, normalize_name
 from fr_agent.kernels import KERNELS_DIR
-from fr_agent.sandboxes.base import CommandResult, host_memory_gib
+from fr_agent.sandboxes.base import CommandResult, Sandbox, host_memory_gib
 from fr_agent.sandboxes.docker_engine import connect
 from fr_agent.sandboxes.docker_images import VENV_PYTHON, build_sandbox_image, image_exists
 from fr_agent.sandboxes.local import PROBES, bounded_output, pip_find_links
@@ -119,15 +119,13 @@ class DockerServer:
             self.relay.close()
 
 
-class DockerSandbox:
+class DockerSandbox(Sandbox):
     name = "docker"
 
     def __init__(self, root: Path, run_id: str, chip: ChipProfile, cache_dir: Path, hf_home: Path, *,
                  settings: DockerSettings | None = None, home: Path | None = None, output_cap: int = 2_000_000,
                  find_links: Sequence[str] = (), client: docker.DockerClient | None = None):
-        self.root = root.absolute()
-        self.workdir = self.root / "work"
-        self.logs = self.root / "logs"
+        super().__init__(root.absolute())
         self.envdir = self.root / "env"
         # Short on purpose: unix socket paths stop at 107 bytes.
         self.sockdir = Path(tempfile.gettempdir()) / f"frs-{hashlib.sha1(str(self.root).encode()).hexdigest()[:10]}"
@@ -137,7 +135,7 @@ class DockerSandbox:
         self.settings = settings or DockerSettings()
         self.output_cap = output_cap
         self.find_links = [*find_links, *pip_find_links()]
-        for path in (self.workdir, self.logs, self.envdir, cache_dir / "uv", self.sockdir):
+        for path in (self.envdir, cache_dir / "uv", self.sockdir):
             path.mkdir(parents=True, exist_ok=True)
         self.client = client or connect(home or cache_dir.parent, self.settings.host)
         self.repository = repository_for(run_id, self.root)
@@ -146,7 +144,7 @@ class DockerSandbox:
         self._remove_stale_containers()
         atexit.register(self.close)
 
-    # ---- the protocol -------------------------------------------------------------------------
+    # ---- the base class ---------------------------------------------------------------------------
 
     @property
     def python(self) -> str:
@@ -292,7 +290,7 @@ class DockerSandbox:
 
     # ---- precheck inside the container -------------------------------------------------------
 
-    def precheck(self, result, analysis, chip: ChipProfile):
+    def precheck(self, result: Precheck, recipe: Recipe, chip: ChipProfile, *, params_b: float) -> Precheck:
         """Re-check inside the container what the host check cannot see (python, index, OS package
         sources, compiler and headers, device nodes, disk, shm); container checks replace host checks
         of the same name."""
@@ -302,10 +300,9 @@ class DockerSandbox:
         except FrAgentError as err:
             checks = [Check(name="sandbox image", ok=False, detail=str(err))]
         else:
-            recipe = analysis.recipe
             spec = {"python": recipe.python, "find_links": [d for d in self._link_dirs()],
                     "device_nodes": chip.container.devices or chip.detection.device_nodes, "disk_path": "/",
-                    "disk_gb": 8 + analysis.facts.params_b * 2.5, "shm_gb": 0.25, "index_url": INDEX_URL,
+                    "disk_gb": disk_needed_gb(params_b), "shm_gb": 0.25, "index_url": INDEX_URL,
                     "cxx_required": chip.torch_device == "cpu"}
             spec_path = self.envdir / "precheck.json"
             spec_path.write_text(json.dumps(spec))

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
-from fr_agent.core.checks import Check
+from fr_agent.core.catalog import ChipProfile
+from fr_agent.core.checks import Check, Precheck
 from fr_agent.core.recipe import Recipe, normalize_name
-from fr_agent.sandboxes.base import CommandResult
+from fr_agent.sandboxes.base import CommandResult, Sandbox
 
 PROBES = Path(__file__).parent / "probes"
 HEAD_BYTES = 16_384
@@ -86,14 +87,12 @@ def stop_process_group(process: subprocess.Popen, grace_s: float, first: signal.
             continue
 
 
-class LocalSandbox:
+class LocalSandbox(Sandbox):
     name = "local"
 
     def __init__(self, root: Path, cache_dir: Path, hf_home: Path, *, output_cap: int = 2_000_000,
                  find_links: Sequence[str] = ()):
-        self.root = root
-        self.workdir = root / "work"
-        self.logs = root / "logs"
+        super().__init__(root)
         self.venv = root / "venv"
         # Short on purpose: vLLM puts ZeroMQ IPC sockets in TMPDIR and socket paths stop at 107 bytes.
         self.tmpdir = Path(tempfile.gettempdir()) / f"fr-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
@@ -103,7 +102,7 @@ class LocalSandbox:
         self.find_links = [*find_links, *pip_find_links()]
         self._running: set[subprocess.Popen] = set()  # commands in flight, from any thread
         self._running_lock = threading.Lock()
-        for path in (self.workdir, self.logs, cache_dir, self.tmpdir):
+        for path in (cache_dir, self.tmpdir):
             path.mkdir(parents=True, exist_ok=True)
         self._stop_stale_server()
 
@@ -259,14 +258,14 @@ class HostSandbox(LocalSandbox):
             return CommandResult(argv=["host: nothing to install"], returncode=0, duration_s=0.0, log_path=str(log))
         return super().sync_packages(recipe.model_copy(update={"packages": missing}), log_name)
 
-    def precheck(self, result, analysis, chip):
+    def precheck(self, result: Precheck, recipe: Recipe, chip: ChipProfile, *, params_b: float) -> Precheck:
         """The host's interpreter is the sandbox's, and a package index is needed only for what the host
         lacks (install says so if anything is): those two host checks are re-judged for this sandbox."""
 
         have = f"{sys.version_info.major}.{sys.version_info.minor}"
         replaced = {
             "python": Check(name="python", ok=True, detail=f"python {have}: the host's interpreter (recipe had "
-                            f"{analysis.recipe.python}; the host sandbox runs what the host has)"),
+                            f"{recipe.python}; the host sandbox runs what the host has)"),
             "package index": Check(name="package index", ok=True, detail="not needed up front: the host sandbox "
                                    "installs only packages the host lacks"),
         }

@@ -10,24 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
 from fr_agent.core.recipe import Recipe, RecipeChange, Stage
+from fr_agent.core.types import Strict, first_error
 from fr_agent.sandboxes.base import CommandResult, Sandbox, probe_verdict
 
 ToolName = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config", "search_operators"]
 
 
-class ToolArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ToolArgs(Strict):
+    pass
 
 
-class ToolCall(BaseModel):
+class ToolCall(Strict):
     """A planner's proposal, as it arrives: tool name and raw arguments, not yet validated."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tool: str
     args: dict[str, Any]
@@ -60,9 +59,7 @@ class Tool:
         try:
             return self.args_model.model_validate(raw)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "args"
-            raise ToolRejected(f"invalid {self.name} call: {where}: {first['msg']}") from None
+            raise ToolRejected(f"invalid {self.name} call: {first_error(err, 'args')}") from None
 
 
 def change(tool: str, args: ToolArgs, summary: str) -> RecipeChange:

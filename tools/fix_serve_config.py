@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 from pydantic import field_validator, model_validator
 
 from fr_agent.core.config import Settings
 from fr_agent.core.recipe import Recipe, Scalar, Stage, engine_flags
+from fr_agent.core.types import DType
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 
 ARG_NAME = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 ENTRYPOINTS = ("cli", "api_server")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = get_args(DType)
 
 
 class FixServeConfigArgs(ToolArgs):

@@ -15,7 +15,7 @@ import httpx
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
 from fr_agent.core.recipe import PackageName, PackagePin, Recipe, Version, normalize_name
-from fr_agent.sandboxes.base import Sandbox
+from fr_agent.sandboxes.base import Sandbox, probe_verdict
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 
 INDEX_URL = os.environ.get("FR_AGENT_PACKAGE_INDEX", "https://pypi.org/pypi")
@@ -57,7 +57,7 @@ def release_exists(name: str, version: str | None) -> str | None:
 def admit(args: InstallDependencyArgs, recipe: Recipe, sandbox: Sandbox) -> None:
     if args.action == "remove":
         return
-    if in_wheel_dirs(args.package, args.version, list(getattr(sandbox, "find_links", []))):
+    if in_wheel_dirs(args.package, args.version, list(sandbox.find_links)):
         return
     reason = release_exists(args.package, args.version)
     if reason:
@@ -87,7 +87,16 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: InstallDependencyArgs, settin
     elif args.version:
         argv.append(args.version)
     result = sandbox.run(argv, recipe, timeout=settings.timeouts.verify, log_name="verify-package")
-    return verdict_from(result, lambda v: v.get("detail", "ok"))
+    verification = verdict_from(result, lambda v: v.get("detail", "ok"))
+    verdict = probe_verdict(result)
+    if verification.ok or "failing_package" not in verdict:
+        return verification
+    # Installed as asked, but an import breaks in another package (a missing dependency, a torch built for
+    # another device): still failed, worded so the planner reads the real error, not "this fix is wrong".
+    detail = (f"{args.package} {verdict['version']} is installed as asked, but importing {verdict['failed_import']} "
+              f"fails in another package, {verdict['failing_package']}: {verdict['error_line']} "
+              f"(that package is missing or broken; the install itself did what it was asked)")
+    return verification.model_copy(update={"detail": detail})
 
 
 TOOL = Tool(

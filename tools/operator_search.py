@@ -341,7 +341,7 @@ def _span(ops: list[str]) -> str:
 class SandboxRunner:
     """Runs op_probe.py in the sandbox, one fresh process per probe, caches cleared before each round."""
 
-    def __init__(self, sandbox, recipe, kernels_dir: Path, settings: SearchSettings, *, timeout: float,
+    def __init__(self, sandbox: Sandbox, recipe: Recipe, kernels_dir: Path, settings: SearchSettings, *, timeout: float,
                  trust_remote_code: bool = False):
         self.sandbox, self.kernels_dir, self.settings, self.timeout = sandbox, kernels_dir, settings, timeout
         self.dir = Path(sandbox.workdir) / "op-search"
@@ -415,9 +415,8 @@ class SandboxRunner:
         except BaseException:  # Ctrl-C / SIGTERM reach this thread only: stop the probes the workers wait on
             for future in futures:
                 future.cancel()  # queued probes never start
-            stop = getattr(self.sandbox, "stop_running", None)
-            while stop and not all(future.done() for future in futures):
-                stop(grace_s=2)
+            while not all(future.done() for future in futures):
+                self.sandbox.stop_running(grace_s=2)
                 wait(futures, timeout=0.2)
             raise
         finally:

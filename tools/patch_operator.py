@@ -16,13 +16,12 @@ from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
 from fr_agent.kernels import KERNELS, operator_spec
 from fr_agent.kernels.registry import MODEL_HOOKS
-from fr_agent.core.recipe import DType, OperatorPlan, Recipe
+from fr_agent.core.recipe import OperatorPlan, Recipe
+from fr_agent.core.types import CHECKED_OPS, DType
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 from fr_agent.tools.operator_search import verify_model
 
-# The ops sandboxes/probes/op_check.py can check one by one.
-CHECKED_OPS = ("rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear", "fused_add_rms_norm", "layer_norm")
 FLAGGEMS_NAME = re.compile(r"^_?[a-z][a-z0-9_]*$")
 
 

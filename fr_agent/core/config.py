@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError
 
 from fr_agent.core.errors import FrAgentError
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from fr_agent.core.types import DType, Strict, first_error
 
 
 class LoopLimits(Strict):
     max_attempts: int = Field(10, ge=1, description="attempts of the staged run, the first included")
     max_fixes: int = Field(12, ge=0, description="fixes applied in one run")
     max_candidates_per_failure: int = Field(3, ge=1)
+    max_failed_verifications: int = Field(8, ge=1, description="fixes that failed their verification in one run")
 
 
 class StageTimeouts(Strict):
@@ -52,7 +50,8 @@ class DockerSettings(Strict):
 
 
 class SandboxSettings(Strict):
-    kind: str = "local"
+    kind: Literal["local", "docker", "host"] = Field("local", description="the sandbox a run uses when "
+                                                    "--sandbox is not given")
     output_cap_bytes: int = Field(2_000_000, description="bytes of a command's output kept in memory (head+tail)")
     serve_log_stall_s: float = Field(180, description="a starting server whose log stops growing this long is hung")
     find_links: list[str] = Field(default_factory=list, description="extra wheel dirs; pip's config is read too")
@@ -81,7 +80,7 @@ class EvalSettings(Strict):
     lm_eval_limit: int | None = Field(50, ge=1, description="items per lm-eval task")
     reference_url: str | None = Field(None, description="an OpenAI-compatible reference server already running "
                                       "(e.g. the native engine on the same chip); default: fr-agent starts one")
-    reference_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    reference_dtype: DType = "float32"
     reference_device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where fr-agent's reference server runs: auto takes this host's CUDA device when there "
         "is one with room for the reference weights (native torch ops, no operator plan), else the CPU")
@@ -147,5 +146,4 @@ def load_settings(path: Path | None = None, **overrides) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise FrAgentError(f"invalid settings: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise FrAgentError(f"invalid settings: {first_error(err)}") from None

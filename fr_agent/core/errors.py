@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line and exits non-zero; anything else is a bug."""
 
+import importlib.util
+
 
 class FrAgentError(Exception):
     """A user-facing failure: bad input, a missing device, an unreadable file."""
@@ -9,6 +11,19 @@ class FrAgentError(Exception):
 
 class CatalogError(FrAgentError):
     pass
+
+
+class MissingExtra(FrAgentError):
+    """Host-side model work whose packages the base install leaves out (torch, transformers)."""
+
+    def __init__(self, what: str, extra: str = "host"):
+        super().__init__(f"{what} needs the {extra} extra: pip install 'fr-agent[{extra}]'")
+
+
+def require_extra(what: str, *modules: str, extra: str = "host") -> None:
+    """MissingExtra unless every module is installed; looked up, not imported (they are heavy)."""
+    if any(importlib.util.find_spec(module) is None for module in modules):
+        raise MissingExtra(what, extra)
 
 
 class UnknownChipError(FrAgentError):

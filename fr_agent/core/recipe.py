@@ -10,11 +10,12 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
+
+from fr_agent.core.types import DEFAULT_OPS, DType, Strict
 
 Stage = Literal["install", "import", "device", "load", "operators", "serve", "smoke"]
 STAGES: tuple[Stage, ...] = ("install", "import", "device", "load", "operators", "serve", "smoke")
-DType = Literal["float32", "bfloat16", "float16"]
 Scalar = str | int | float | bool
 
 # PEP 508 distribution names (normalised comparison happens elsewhere).
@@ -24,10 +25,6 @@ VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([a-zA-Z0-9.+-]*)$")
 
 def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _package_name(v: str) -> str:
@@ -58,7 +55,7 @@ class OperatorPlan(Strict):
     """Which implementation each operator uses inside the sandbox."""
 
     backend: Literal["torch", "kernels", "flaggems"] = "torch"
-    ops: list[str] = Field(default_factory=lambda: ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear"])
+    ops: list[str] = Field(default_factory=lambda: list(DEFAULT_OPS))
     disabled: list[str] = Field(default_factory=list, description="overrides switched off (torch's own op runs)")
     reference: list[str] = Field(default_factory=list, description="ops forced to the torch reference implementation")
     cast: dict[str, DType] = Field(default_factory=dict, description="ops computed in another dtype and cast back")

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import read_events
+from fr_agent.core.paths import RunFiles
 from fr_agent.sandboxes.local import stop_process_group
 from fr_agent.core.secrets import redact_text
+from fr_agent.core.types import Strict, first_error
 
 # A job's outcome is its run's final status (passed, failed, precheck_failed, eval_failed, publish_failed, error,
 # ...: whatever `run_finished` says) or what became of the process: crashed, timeout; or no_host (no executor
@@ -37,10 +40,6 @@ from fr_agent.core.secrets import redact_text
 Outcome = str
 # Environment a launch needs wherever it runs; secrets are never copied here (a host's own env supplies them).
 FORWARDED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "FR_AGENT_CATALOG")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # ---------------------------------------------------------------------------------------------- jobs file
@@ -184,9 +183,7 @@ def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
         spec = JobsFile.model_validate(raw)
         jobs = spec.jobs()
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "jobs file"
-        raise FrAgentError(f"invalid jobs file {path}: {where}: {first['msg']}") from None
+        raise FrAgentError(f"invalid jobs file {path}: {first_error(err, 'jobs file')}") from None
     root = path.parent.resolve()
     spec = spec.model_copy(update={"catalog": _resolve(spec.catalog, root)})
     jobs = [j.model_copy(update={"config": _resolve(j.config, root),
@@ -656,14 +653,11 @@ class Batch:
 
 
 def _seconds_until_last_event(started: str, run_dir: Path) -> float:
-    from fr_agent.core.events import read_events
-
-    path = run_dir / "transcript.jsonl"
-    stamps = [e["ts"] for e in read_events(path) if e.get("ts")] if path.exists() else []
-    if not stamps:
+    path = RunFiles(run_dir).transcript
+    events = read_events(path) if path.exists() else []
+    if not events:
         return 0.0
-    last = datetime.fromisoformat(stamps[-1].replace("Z", "+00:00"))
-    return round(max(0.0, (last - datetime.fromisoformat(started)).total_seconds()), 2)
+    return round(max(0.0, (events[-1].ts - datetime.fromisoformat(started)).total_seconds()), 2)
 
 
 def _raise_interrupted(signum, frame) -> None:

@@ -33,11 +33,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
+from huggingface_hub import constants  # where analysis looks the benchmark's models up
+from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
 
 from fr_agent.core.config import Settings, load_settings
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import (
+    DiagnosisEvent, EvalEvent, Event, StageEvent, ToolCallEvent, VerificationEvent, last, of_kind,
+)
+from fr_agent.agents.repair import Fix, RunState
 from fr_agent.core.recipe import STAGES, OperatorPlan, PackagePin, Recipe, Scalar, Stage, normalize_name
+from fr_agent.core.request import RunRequest
+from fr_agent.core.types import Strict, first_error
+from fr_agent.evals.tiny_model import ensure_tiny_llama, register_in_hf_cache
+from fr_agent.kernels import operator_spec
+from fr_agent.sandboxes.base import Sandbox, probe_verdict
+from fr_agent.shell.runs import Run
 
 Kind = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve_config"]
 # How far a scenario runs: until the stage the fault broke passes again after a verified fix ("stage", the
@@ -54,9 +65,6 @@ BENCH_EVAL = {"prompts": 2, "max_new_tokens": 4, "topk_tokens": 4, "heldout_toke
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SCENARIO_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,60}$")
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ModelVariant(Strict):
@@ -109,10 +117,10 @@ class ExpectedFix(Strict):
     tool: str
     args: dict[str, Any] = Field(default_factory=dict, description="compared as a subset of the applied args")
 
-    def matches(self, fix: dict) -> bool:
-        if fix.get("tool") != self.tool:
+    def matches(self, fix: Fix) -> bool:
+        if fix.tool != self.tool:
             return False
-        args = fix.get("args") or {}
+        args = fix.args
         for key, want in self.args.items():
             have = args.get(key)
             if key == "package" and isinstance(have, str) and isinstance(want, str):
@@ -173,9 +181,8 @@ def load_scenarios(path: Path | None = None) -> list[Scenario]:
         try:
             scenario = Scenario.model_validate(item)
         except ValidationError as err:
-            first = err.errors()[0]
             name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
-            raise FrAgentError(f"{where}: scenario {name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise FrAgentError(f"{where}: scenario {name}: {first_error(err)}") from None
         if scenario.id in seen:
             raise FrAgentError(f"{where}: duplicate scenario id {scenario.id!r}")
         seen.add(scenario.id)
@@ -287,8 +294,6 @@ def prepare_model(scenario: Scenario, work: Path, settings: Settings) -> tuple[s
     """The model name the run asks for, and a catalog dir when the scenario needs its own model."""
     if not scenario.model.remote_code_imports:
         return "tiny-llama", None
-    from fr_agent.evals.tiny_model import ensure_tiny_llama, register_in_hf_cache
-
     base = ensure_tiny_llama(settings.hf_home)
     model_dir = work / "model"
     model_dir.mkdir(parents=True)
@@ -300,8 +305,6 @@ def prepare_model(scenario: Scenario, work: Path, settings: Settings) -> tuple[s
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_bench.BenchForCausalLM"}
     (model_dir / "config.json").write_text(json.dumps(config, indent=2))
     repo_id = f"fr-repairbench/{scenario.id}"
-    from huggingface_hub import constants  # the cache analysis will look the model up in
-
     hub = Path(constants.HF_HUB_CACHE)
     if hub.name != "hub":
         raise FrAgentError(f"HF_HUB_CACHE={hub} does not end in /hub: set HF_HOME instead for the benchmark's models")
@@ -317,10 +320,7 @@ def prepare_model(scenario: Scenario, work: Path, settings: Settings) -> tuple[s
     return scenario.id, str(catalog)
 
 
-def run_verify(scenario: Scenario, sandbox, recipe: Recipe, settings: Settings) -> tuple[bool, str]:
-    from fr_agent.agents.stages import operator_spec
-    from fr_agent.sandboxes.base import probe_verdict
-
+def run_verify(scenario: Scenario, sandbox: Sandbox, recipe: Recipe, settings: Settings) -> tuple[bool, str]:
     verify = scenario.verify
     if verify.python is not None:
         argv = [sandbox.python, "-c", verify.python]
@@ -337,36 +337,36 @@ def run_verify(scenario: Scenario, sandbox, recipe: Recipe, settings: Settings) 
     return ok, f"{verify.describe()}: {'ok' if ok else 'FAILED'}" + ("" if ok else f" ({tail})")
 
 
-def judge(scenario: Scenario, events: list[dict], values: dict, mode: Mode, verify_ok: bool | None) -> dict:
+def judge(scenario: Scenario, events: list[Event], state: RunState | None, mode: Mode, verify_ok: bool | None) -> dict:
     """Outcome and validators, from the transcript and the final graph state."""
-    stages = [e for e in events if e["event"] == "stage"]
-    failed = [e for e in stages if not e.get("ok")]
-    diagnoses = [e for e in events if e["event"] == "diagnosis"]
-    first = failed[0]["stage"] if failed else None
-    fixes = values.get("fixes") or []
-    verifications = [e for e in events if e["event"] == "verification"]
-    applied = [i for i, e in enumerate(events) if e["event"] == "tool_call" and e.get("status") == "applied"]
-    every_applied_checked = all(any(e["event"] == "verification" for e in events[i:]) for i in applied)
-    kept_verified = all(any(v.get("ok") and v.get("tool") == f["tool"] and v.get("args") == f["args"]
-                            for v in verifications) for f in fixes)
+    stages = of_kind(events, StageEvent)
+    failed = [e for e in stages if not e.ok]
+    diagnoses = of_kind(events, DiagnosisEvent)
+    first = failed[0].stage if failed else None
+    fixes = state.fixes if state else []
+    passed_stages = set(state.passed) if state else set()
+    verifications = of_kind(events, VerificationEvent)
+    applied = [i for i, e in enumerate(events) if isinstance(e, ToolCallEvent) and e.status == "applied"]
+    every_applied_checked = all(of_kind(events[i:], VerificationEvent) for i in applied)
+    kept_verified = all(any(v.ok and v.tool == f.tool and v.args == f.args for v in verifications) for f in fixes)
     # Every stage's latest validator passed and left its log; the stage that failed last passed again after
     # the last verified fix (stages before a fix's re-run point keep their earlier pass, as the loop does).
-    latest = {e["stage"]: e for e in stages}
+    latest = {e.stage: e for e in stages}
     needed = [scenario.fails_at] if mode == "stage" else list(STAGES)
-    stages_ok = all(stage in latest and latest[stage].get("ok") and latest[stage].get("log_path")
-                    and Path(latest[stage]["log_path"]).exists() for stage in needed)
-    last_fix = max((i for i, e in enumerate(events) if e["event"] == "verification" and e.get("ok")), default=-1)
+    stages_ok = all(stage in latest and latest[stage].ok and latest[stage].log_path
+                    and Path(latest[stage].log_path).exists() for stage in needed)
+    last_fix = max((i for i, e in enumerate(events) if isinstance(e, VerificationEvent) and e.ok), default=-1)
     if failed:
-        stages_ok = stages_ok and any(e["event"] == "stage" and e["stage"] == failed[-1]["stage"] and e.get("ok")
-                                      for e in events[last_fix + 1:])
-    evals = [e for e in events if e["event"] == "eval"]
-    eval_gate = bool(evals and evals[-1].get("gate_passed")) if mode == "eval" else None
+        stages_ok = stages_ok and any(e.stage == failed[-1].stage and e.ok
+                                      for e in of_kind(events[last_fix + 1:], StageEvent))
+    evaluated = last(events, EvalEvent)
+    eval_gate = bool(evaluated and evaluated.gate_passed) if mode == "eval" else None
     if mode == "eval":  # the gate is what repair answers for; publish's card policy is reported, not judged
-        passed = values.get("status") == "passed" or (bool(eval_gate) and set(values.get("passed") or []) >= set(STAGES))
+        passed = (state is not None and state.status == "passed") or (bool(eval_gate) and passed_stages >= set(STAGES))
     elif mode == "stages":
-        passed = set(values.get("passed") or []) >= set(STAGES)
+        passed = passed_stages >= set(STAGES)
     else:
-        passed = scenario.fails_at in (values.get("passed") or [])
+        passed = scenario.fails_at in passed_stages
     validators = Validators(stages=stages_ok, fixes_verified=every_applied_checked and kept_verified and bool(fixes),
                             verify_command=bool(verify_ok), eval_gate=eval_gate)
     if not stages:  # stopped before any stage (precheck, analysis): nothing was attempted
@@ -380,35 +380,26 @@ def judge(scenario: Scenario, events: list[dict], values: dict, mode: Mode, veri
     else:
         outcome = "repaired" if validators.all_ran() else "unvalidated_pass"
     return {
-        "outcome": outcome, "first_failure": first, "attempts": int(values.get("attempt") or 0),
-        "first_diagnosis": f"{diagnoses[0].get('category')}/{diagnoses[0].get('playbook')}" if diagnoses else None,
-        "fixes": [{"tool": f["tool"], "args": f["args"]} for f in fixes],
+        "outcome": outcome, "first_failure": first, "attempts": state.attempt if state else 0,
+        "first_diagnosis": f"{diagnoses[0].category}/{diagnoses[0].playbook}" if diagnoses else None,
+        "fixes": [{"tool": f.tool, "args": f.args} for f in fixes],
         "as_expected": all(any(x.matches(f) for f in fixes) for x in scenario.expect),
         "validators": validators,
     }
 
 
-def stage_repaired(scenario: Scenario, run_dir: Path) -> bool:
+def stage_repaired(scenario: Scenario, run: Run) -> bool:
     """The stage the fault broke has passed again after a fix passed its verification."""
-    from fr_agent.core.events import read_events
-
     verified = False
-    for event in read_events(run_dir / "transcript.jsonl"):
-        if event["event"] == "verification" and event.get("ok"):
+    for event in run.events():
+        if isinstance(event, VerificationEvent) and event.ok:
             verified = True
-        elif verified and event["event"] == "stage" and event["stage"] == scenario.fails_at and event.get("ok"):
+        elif verified and isinstance(event, StageEvent) and event.stage == scenario.fails_at and event.ok:
             return True
     return False
 
 
 def run_scenario(scenario: Scenario, settings: Settings, mode: Mode, work_root: Path) -> ScenarioResult:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    from langgraph.types import Command
-
-    from fr_agent.agents.repair import build_graph
-    from fr_agent.shell.runs import RunRequest, open_runtime
-    from fr_agent.core.events import read_events
-
     started = time.monotonic()
     work = work_root / scenario.id
     shutil.rmtree(work, ignore_errors=True)
@@ -416,53 +407,37 @@ def run_scenario(scenario: Scenario, settings: Settings, mode: Mode, work_root: 
     model, catalog = prepare_model(scenario, work, settings)
     request = RunRequest(model=model, chip="cpu", engine="hf", catalog=catalog)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = settings.runs_dir / f"repairbench-{scenario.id}-{stamp}-{secrets.token_hex(2)}"
-    run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
-    rt = open_runtime(run_dir, request, settings, auto_approve=True)
-    rt.transcript.emit("run_started", request=request.model_dump(), run_dir=str(run_dir))
-    values: dict = {}
+    stops = {"stage": ["run_stage", "evaluate"], "stages": ["evaluate"], "eval": []}[mode]
+    state: RunState | None = None
     verify_ok, verify_detail, error = None, "", ""
-    try:
-        with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
-            stops = {"stage": ["run_stage", "evaluate"], "stages": ["evaluate"], "eval": None}[mode]
-            app = build_graph(rt).compile(checkpointer=saver, interrupt_after=["analyse"], interrupt_before=stops)
-            config = {"configurable": {"thread_id": rt.run_id}, "recursion_limit": 1000}
-            app.invoke({"request": request.model_dump(), "status": "running", "reason": ""}, config)
-            analysed = Recipe.model_validate(app.get_state(config).values["recipe"])
-            rt.transcript.emit("note", message=f"repairbench: fault injected after analysis: {scenario.description}",
-                               scenario=scenario.id, perturbation=scenario.perturb.model_dump(exclude_defaults=True))
-            # A Command input applies the update and goes on to the node analysis routed to (precheck).
-            app.invoke(Command(update={"recipe": scenario.perturb.apply(analysed).model_dump()}), config)
-            snapshot = app.get_state(config)
-            while mode == "stage" and snapshot.next and "evaluate" not in snapshot.next \
-                    and not stage_repaired(scenario, run_dir):
-                app.invoke(None, config)
-                snapshot = app.get_state(config)
-            values = dict(snapshot.values)
-            paused = bool(snapshot.next)  # stopped by the bench, not finished by the loop
-            every_stage = set(values.get("passed") or []) >= set(STAGES)
-            if every_stage or (paused and stage_repaired(scenario, run_dir)):
-                verify_ok, verify_detail = run_verify(scenario, rt.sandbox, Recipe.model_validate(values["recipe"]), settings)
-                rt.transcript.emit("note", message=f"repairbench verify: {verify_detail}", ok=verify_ok)
+    with Run.create(request, settings, run_id=f"repairbench-{scenario.id}-{stamp}-{secrets.token_hex(2)}") as run:
+        try:
+            analysed = run.drive(auto_approve=True, stop_before=["precheck"])
+            run.context.emit("note", message=f"repairbench: fault injected after analysis: {scenario.description}",
+                             scenario=scenario.id, perturbation=scenario.perturb.model_dump(exclude_defaults=True))
+            state = run.drive(auto_approve=True, stop_before=stops,
+                              update={"recipe": scenario.perturb.apply(analysed.recipe)})
+            while mode == "stage" and run.next and "evaluate" not in run.next and not stage_repaired(scenario, run):
+                state = run.drive(auto_approve=True, stop_before=stops)
+            paused = bool(run.next)  # stopped by the bench, not finished by the loop
+            if set(state.passed) >= set(STAGES) or (paused and stage_repaired(scenario, run)):
+                verify_ok, verify_detail = run_verify(scenario, run.context.sandbox, state.recipe, settings)
+                run.context.emit("note", message=f"repairbench verify: {verify_detail}", ok=verify_ok)
             if paused:
-                values["status"] = {"stage": "stage_repaired", "stages": "stages_passed"}.get(mode, "stopped")
+                state = state.model_copy(update={"status": {"stage": "stage_repaired",
+                                                            "stages": "stages_passed"}.get(mode, "stopped")})
                 where = "the broken stage passed again" if mode == "stage" else "every stage passed"
-                rt.transcript.emit("run_finished", attempt=values.get("attempt", 0), status=values["status"],
-                                   reason=f"repairbench: {where}; stopped there",
-                                   fixes=values.get("fixes", []), passed=values.get("passed", []))
-    except Exception as err:  # one broken scenario is reported, the others still run
-        error = f"{type(err).__name__}: {err}"
-        rt.transcript.emit("run_finished", status="error", reason=error, fixes=[], passed=[])
-    finally:
-        rt.live.stop_server()
-        rt.transcript.close()
-    events = list(read_events(run_dir / "transcript.jsonl"))
-    verdict = judge(scenario, events, values, mode, verify_ok)
+                run.context.emit("run_finished", state.attempt, status=state.status,
+                                 reason=f"repairbench: {where}; stopped there",
+                                 fixes=[f.model_dump() for f in state.fixes], passed=state.passed)
+        except Exception as err:  # one broken scenario is reported, the others still run
+            error = f"{type(err).__name__}: {err}"
+            run.context.emit("run_finished", status="error", reason=error, fixes=[], passed=[])
+    verdict = judge(scenario, run.events(), state, mode, verify_ok)
     if error:
         verdict["outcome"] = "error"
-    return ScenarioResult(id=scenario.id, kind=scenario.kind, run_id=run_dir.name,
-                          run_status=values.get("status", "error"), reason=error or values.get("reason", ""),
+    return ScenarioResult(id=scenario.id, kind=scenario.kind, run_id=run.id,
+                          run_status=state.status if state else "error", reason=error or (state.reason if state else ""),
                           verify_detail=verify_detail, wall_s=round(time.monotonic() - started, 1), **verdict)
 
 

@@ -2,25 +2,21 @@
 
 Hints go to `runs/<id>/hints.jsonl` (from the session's stdin, or `fr-agent hint RUN "text"` from another
 terminal). The planner takes the undelivered ones at its next round; each delivery is a `chat` event in
-the transcript, so a resumed run never delivers a hint twice. Approval answers typed in the session go
-to the approval prompt, which stays a langgraph interrupt.
+the transcript, and the loop's state keeps the delivered ids, so a resumed run never delivers a hint
+twice. Approval answers typed in the session go to the approval prompt, which stays a langgraph interrupt.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import secrets as random
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Literal
-
-from pydantic import BaseModel
+from typing import IO
 
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import Event
 from fr_agent.core.hints import HintBox
 
 # ---------------------------------------------------------------------------------------------------
@@ -53,10 +49,10 @@ class ChatSession:
         for text in early:
             self._hint(text)
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: Event) -> None:
         """Transcript listener: the run's directory is known from the first event the session sees."""
-        if self.box is None and self.runs_dir is not None and event.get("run_id"):
-            self.attach(self.runs_dir / event["run_id"])
+        if self.box is None and self.runs_dir is not None:
+            self.attach(self.runs_dir / event.run_id)
 
     def _read(self) -> None:
         try:

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import difflib
 import json
-from datetime import datetime
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.paths import RunFiles
 from fr_agent.core.recipe import STAGES, Recipe
-from fr_agent.core.events import read_events
+from fr_agent.core.events import (
+    AnalysisEvent, DiagnosisEvent, EvalEvent, Event, NoteEvent, PrecheckEvent, StageEvent, ToolCallEvent,
+    VerificationEvent, last, of_kind, read_events,
+)
 
 
-def run_events(run_dir: Path) -> list[dict]:
-    path = run_dir / "transcript.jsonl"
-    return list(read_events(path)) if path.exists() else []
+def run_events(run_dir: Path) -> list[Event]:
+    path = RunFiles(run_dir).transcript
+    return read_events(path) if path.exists() else []
 
 
 def _recipe_text(recipe: Recipe) -> list[str]:
@@ -31,67 +36,76 @@ def _recipe_text(recipe: Recipe) -> list[str]:
     return json.dumps(data, indent=2, sort_keys=True).splitlines()
 
 
-def fix_history(events: list[dict]) -> list[dict]:
-    """Each tool call in order: applied (with its recipe diff and verification), rejected or declined.
-    `kept` is true for applied fixes that were verified and so stayed in the recipe."""
+@dataclass
+class ToolCallStep:
+    """One tool call as a reviewer sees it: applied (with its recipe diff and whether its check passed),
+    rejected, declined or replayed. `kept`: applied, verified, and so still in the recipe."""
+
+    attempt: int
+    tool: str
+    args: dict[str, Any]
+    status: str
+    change: str  # applied or replayed: the recipe change; rejected: why
+    diff: list[str] = field(default_factory=list)
+    verified: bool | None = None
+    detail: str = ""
+    kept: bool = False
+
+
+def tool_call_history(events: list[Event]) -> list[ToolCallStep]:
+    """Each tool call in order, applied ones diffed against the recipe they changed (after rollbacks)."""
     from fr_agent.tools import ToolCall, validate_call
 
-    steps: list[dict] = []
+    steps: list[ToolCallStep] = []
+    recipe_before: dict[int, Recipe | None] = {}  # per applied step: the recipe its rollback returns to
     current: Recipe | None = None
     for event in events:
-        kind = event["event"]
-        if kind == "analysis":
+        if isinstance(event, AnalysisEvent):
             try:
-                current = Recipe.model_validate(event["recipe"])
+                current = Recipe.model_validate(event.recipe)
             except ValidationError:
                 current = None
-        elif kind == "tool_call" and event.get("status") == "applied":
-            step = {"attempt": event.get("attempt"), "tool": event["tool"], "args": event["args"], "status": "applied",
-                    "change": event.get("change", ""), "diff": [], "verified": None, "detail": "", "kept": False,
-                    "before": current}
+        elif isinstance(event, ToolCallEvent) and event.status == "applied":
+            step = ToolCallStep(attempt=event.attempt, tool=event.tool, args=event.args, status="applied",
+                                change=event.change or "")
+            recipe_before[len(steps)] = current
             if current is not None:
                 try:
-                    tool, args = validate_call(ToolCall(tool=event["tool"], args=event["args"]))
+                    tool, args = validate_call(ToolCall(tool=event.tool, args=event.args))
                     after = tool.apply(current, args)
-                    step["diff"] = list(difflib.unified_diff(_recipe_text(current), _recipe_text(after), "recipe before",
-                                                             "recipe after", n=2, lineterm=""))
+                    step.diff = list(difflib.unified_diff(_recipe_text(current), _recipe_text(after), "recipe before",
+                                                          "recipe after", n=2, lineterm=""))
                     current = after
                 except (FrAgentError, ValidationError, ValueError) as err:  # a tool that changed since the run
-                    step["diff"] = [f"(diff unavailable: {err})"]
+                    step.diff = [f"(diff unavailable: {err})"]
             steps.append(step)
-        elif kind == "tool_call":
-            steps.append({"attempt": event.get("attempt"), "tool": event["tool"], "args": event["args"],
-                          "status": event.get("status", "?"), "change": event.get("error", ""), "diff": [],
-                          "verified": None, "detail": "", "kept": False})
-        elif kind == "verification":
-            step = next((s for s in reversed(steps) if s["status"] == "applied" and s["tool"] == event["tool"]
-                         and s["args"] == event["args"] and s["verified"] is None), None)
-            if step is None:
+        elif isinstance(event, ToolCallEvent):
+            steps.append(ToolCallStep(attempt=event.attempt, tool=event.tool, args=event.args, status=event.status,
+                                      change=event.error or ""))
+        elif isinstance(event, VerificationEvent):
+            index = next((i for i in reversed(range(len(steps))) if steps[i].status == "applied"
+                          and steps[i].tool == event.tool and steps[i].args == event.args
+                          and steps[i].verified is None), None)
+            if index is None:
                 continue
-            step["verified"], step["detail"], step["kept"] = bool(event["ok"]), event.get("detail", ""), bool(event["ok"])
-            if not event["ok"]:  # rolled back by the loop
-                current = step["before"]
-    for step in steps:
-        step.pop("before", None)
+            step = steps[index]
+            step.verified, step.detail, step.kept = event.ok, event.detail, event.ok
+            if not event.ok:  # rolled back by the loop
+                current = recipe_before[index]
     return steps
 
 
-def stage_runs(events: list[dict]) -> dict[str, list[tuple[int, bool, float]]]:
+def stage_runs(events: list[Event]) -> dict[str, list[tuple[int, bool, float]]]:
     """Per stage, each run of it: (attempt, ok, seconds)."""
     runs: dict[str, list[tuple[int, bool, float]]] = {}
-    for e in events:
-        if e["event"] == "stage":
-            runs.setdefault(e["stage"], []).append((e["attempt"], bool(e["ok"]), float(e.get("duration_s") or 0)))
+    for e in of_kind(events, StageEvent):
+        runs.setdefault(e.stage, []).append((e.attempt, e.ok, e.duration_s))
     return runs
 
 
-def _run_seconds(events: list[dict]) -> float | None:
-    stamps = [_ts(e) for e in events if e.get("ts")]
+def _run_seconds(events: list[Event]) -> float | None:
+    stamps = [e.ts for e in events]
     return round((max(stamps) - min(stamps)).total_seconds(), 1) if stamps else None
-
-
-def _ts(event: dict) -> datetime:
-    return datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
 
 
 def diff_runs(a: Path, b: Path) -> dict:
@@ -176,17 +190,15 @@ def _badge(status: str) -> str:
     return f'<span class="badge {escape(status)}">{escape(status)}</span>'
 
 
-def timeline_svg(events: list[dict]) -> str:
+def timeline_svg(events: list[Event]) -> str:
     """Stages as bars on one row per attempt (x: seconds since the run started), diagnoses and fixes as marks."""
-    stamped = [e for e in events if e.get("ts")]
-    stages = [e for e in stamped if e["event"] == "stage"]
+    stages = of_kind(events, StageEvent)
     if not stages:
         return '<p class="muted">no stage ran.</p>'
-    t0 = min(_ts(e) for e in stamped)
-    spans = [((_ts(e) - t0).total_seconds() - float(e.get("duration_s") or 0), (_ts(e) - t0).total_seconds(), e)
-             for e in stages]
-    total = max(max(end for _, end, _ in spans), max((_ts(e) - t0).total_seconds() for e in stamped), 1.0)
-    attempts = sorted({e["attempt"] for e in stages})
+    t0 = min(e.ts for e in events)
+    spans = [((e.ts - t0).total_seconds() - e.duration_s, (e.ts - t0).total_seconds(), e) for e in stages]
+    total = max(max(end for _, end, _ in spans), max((e.ts - t0).total_seconds() for e in events), 1.0)
+    attempts = sorted({e.attempt for e in stages})
     left, width, row = 90, 900, 34
     height = 30 + row * len(attempts) + 24
     x = lambda t: left + width * max(0.0, t) / total  # noqa: E731
@@ -197,31 +209,31 @@ def timeline_svg(events: list[dict]) -> str:
         parts.append(f'<text x="4" y="{y[a] + 18}" font-size="12">attempt {a}</text>')
         parts.append(f'<line x1="{left}" x2="{left + width}" y1="{y[a] + 26}" y2="{y[a] + 26}" stroke="#eee"/>')
     for start, end, e in spans:
-        color = OK_COLOR if e["ok"] else FAIL_COLOR
+        color = OK_COLOR if e.ok else FAIL_COLOR
         x0, w = x(start), max(3.0, x(end) - x(start))
-        label = f"{e['stage']} {'ok' if e['ok'] else 'FAILED'} in {float(e.get('duration_s') or 0):.1f}s: {e.get('detail', '')}"
-        parts.append(f'<rect class="stage {"ok" if e["ok"] else "fail"}" data-stage="{escape(e["stage"])}" '
-                     f'x="{x0:.1f}" y="{y[e["attempt"]] + 4}" width="{w:.1f}" height="20" fill="{color}" rx="2">'
+        label = f"{e.stage} {'ok' if e.ok else 'FAILED'} in {e.duration_s:.1f}s: {e.detail}"
+        parts.append(f'<rect class="stage {"ok" if e.ok else "fail"}" data-stage="{escape(e.stage)}" '
+                     f'x="{x0:.1f}" y="{y[e.attempt] + 4}" width="{w:.1f}" height="20" fill="{color}" rx="2">'
                      f'<title>{escape(label[:400])}</title></rect>')
-        if w > 8 * len(e["stage"]):
-            parts.append(f'<text x="{x0 + 3:.1f}" y="{y[e["attempt"]] + 18}" font-size="11" fill="#fff">'
-                         f'{escape(e["stage"])}</text>')
-    for e in stamped:
-        at = x((_ts(e) - t0).total_seconds())
-        row_y = y.get(e.get("attempt"), y[attempts[-1]])
-        if e["event"] == "eval" and e.get("duration_s"):  # the eval agent's own span, after the stages
-            x0 = x((_ts(e) - t0).total_seconds() - float(e["duration_s"]))
+        if w > 8 * len(e.stage):
+            parts.append(f'<text x="{x0 + 3:.1f}" y="{y[e.attempt] + 18}" font-size="11" fill="#fff">'
+                         f'{escape(e.stage)}</text>')
+    for e in events:
+        at = x((e.ts - t0).total_seconds())
+        row_y = y.get(e.attempt, y[attempts[-1]])
+        if isinstance(e, EvalEvent) and e.duration_s:  # the eval agent's own span, after the stages
+            x0 = x((e.ts - t0).total_seconds() - e.duration_s)
             parts.append(f'<rect class="eval-bar" x="{x0:.1f}" y="{row_y + 4}" width="{max(3.0, at - x0):.1f}" height="20" '
-                         f'fill="{OK_COLOR if e.get("gate_passed") else FAIL_COLOR}" fill-opacity="0.55" rx="2">'
-                         f'<title>eval {float(e["duration_s"]):.1f}s: {escape(str(e.get("gate_reason") or e.get("error"))[:300])}'
+                         f'fill="{OK_COLOR if e.gate_passed else FAIL_COLOR}" fill-opacity="0.55" rx="2">'
+                         f'<title>eval {e.duration_s:.1f}s: {escape(str(e.gate_reason or e.error)[:300])}'
                          f'</title></rect><text x="{x0 + 3:.1f}" y="{row_y + 18}" font-size="11">eval</text>')
-        elif e["event"] == "diagnosis":
+        elif isinstance(e, DiagnosisEvent):
             parts.append(f'<path class="mark diagnosis" d="M{at:.1f},{row_y + 2} l5,9 l-10,0 z" fill="{DIAG_COLOR}">'
-                         f'<title>diagnosis: {escape(e.get("category", ""))}: {escape(e.get("explanation", "")[:300])}</title></path>')
-        elif e["event"] == "verification":
+                         f'<title>diagnosis: {escape(e.category)}: {escape(e.explanation[:300])}</title></path>')
+        elif isinstance(e, VerificationEvent):
             parts.append(f'<circle class="mark fix" cx="{at:.1f}" cy="{row_y + 28}" r="4" fill="{FIX_COLOR}">'
-                         f'<title>fix {escape(e["tool"])} {"verified" if e.get("ok") else "not verified"}</title></circle>')
-        elif e["event"] == "note" and e.get("message") == "resumed":
+                         f'<title>fix {escape(e.tool)} {"verified" if e.ok else "not verified"}</title></circle>')
+        elif isinstance(e, NoteEvent) and e.message == "resumed":
             parts.append(f'<line class="mark resumed" x1="{at:.1f}" x2="{at:.1f}" y1="16" y2="{height - 20}" '
                          f'stroke="#555" stroke-dasharray="4 3"><title>resumed after a stop</title></line>')
     for i in range(6):
@@ -231,14 +243,14 @@ def timeline_svg(events: list[dict]) -> str:
     return "".join(parts)
 
 
-def eval_chart_svg(rounds: list[dict]) -> str:
+def eval_chart_svg(rounds: list[EvalEvent]) -> str:
     """Percent difference per metric, one bar per eval round, and the gate's threshold as a dashed line."""
-    rounds = [r for r in rounds if r.get("metrics")]
+    rounds = [r for r in rounds if r.metrics]
     if not rounds:
         return ""
-    names = list(dict.fromkeys(m["name"] for r in rounds for m in r["metrics"]))
-    threshold = float(rounds[-1].get("threshold_pct") or 5.0)
-    values = [m["pct_diff"] for r in rounds for m in r["metrics"] if m.get("pct_diff") is not None]
+    names = list(dict.fromkeys(m.name for r in rounds for m in r.metrics))
+    threshold = rounds[-1].threshold_pct or 5.0
+    values = [m.pct_diff for r in rounds for m in r.metrics if m.pct_diff is not None]
     top = max([threshold * 1.5, *values]) or 1.0
     step = 96
     left, plot_w, plot_h, base = 130, step * len(names), 200, 230
@@ -250,10 +262,10 @@ def eval_chart_svg(rounds: list[dict]) -> str:
     scale = lambda v: plot_h * min(v, top) / top  # noqa: E731
     for i, name in enumerate(names):
         for j, r in enumerate(rounds):
-            m = next((m for m in r["metrics"] if m["name"] == name), None)
+            m = next((m for m in r.metrics if m.name == name), None)
             if m is None:
                 continue
-            pct = m.get("pct_diff")
+            pct = m.pct_diff
             h = plot_h if pct is None else scale(pct)
             x0 = left + step * i + 8 + j * bar_w
             label = "non-finite" if pct is None else f"{pct:.2f}%"
@@ -270,10 +282,10 @@ def eval_chart_svg(rounds: list[dict]) -> str:
                  f'stroke-dasharray="6 4"/><text x="{left + plot_w + 4}" y="{ty + 4:.1f}" font-size="11" fill="{FAIL_COLOR}">'
                  f'gate {threshold:g}%</text>')
     for j, r in enumerate(rounds):
-        verdict = "passed" if r.get("gate_passed") else "failed"
+        verdict = "passed" if r.gate_passed else "failed"
         parts.append(f'<rect x="{left + plot_w + 4}" y="{base - plot_h + 18 * j}" width="10" height="10" '
                      f'fill="{ROUND_COLORS[j % len(ROUND_COLORS)]}"/><text x="{left + plot_w + 18}" y="{base - plot_h + 18 * j + 9}" '
-                     f'font-size="11">eval {j + 1} (attempt {r.get("attempt", "?")}): {verdict}</text>')
+                     f'font-size="11">eval {j + 1} (attempt {r.attempt}): {verdict}</text>')
     parts.append(f'<text x="{left - 40}" y="{base - plot_h - 6}" font-size="11">% diff</text></svg>')
     return "".join(parts)
 
@@ -305,61 +317,61 @@ def run_section(run_dir: Path, anchor: str = "") -> str:
          f'<dt>wall time</dt><dd>{_fmt(_run_seconds(events), 1)} s</dd>',
          f'<dt>request</dt><dd><code>{escape(json.dumps(request))}</code></dd>',
          "</dl>"]
-    precheck = next((e for e in reversed(events) if e["event"] == "precheck"), None)
+    precheck = last(events, PrecheckEvent)
     if precheck:
         h.append("<h2>Precheck</h2><table><tr><th>check</th><th>ok</th><th>detail</th></tr>")
-        for c in precheck["checks"]:
-            h.append(f'<tr><td>{escape(c["name"])}</td><td class="{"ok" if c["ok"] else "fail"}">{"ok" if c["ok"] else "FAIL"}'
-                     f'</td><td>{escape(c["detail"])}</td></tr>')
+        for c in precheck.checks:
+            h.append(f'<tr><td>{escape(c.name)}</td><td class="{"ok" if c.ok else "fail"}">{"ok" if c.ok else "FAIL"}'
+                     f'</td><td>{escape(c.detail)}</td></tr>')
         h.append("</table>")
     h.append("<h2>Timeline</h2>" + timeline_svg(events))
     h.append('<p class="muted">bars: stages (green passed, red failed; hover for detail), shaded: the eval; triangles: diagnoses; '
              'dots: fixes checked; dashed line: resumed after a stop.</p>')
-    stages = [e for e in events if e["event"] == "stage"]
+    stages = of_kind(events, StageEvent)
     if stages:
         h.append('<h2>Stages and attempts</h2><table class="stages"><tr><th>attempt</th><th>stage</th><th>result</th>'
                  '<th>seconds</th><th>detail</th></tr>')
         for e in stages:
-            h.append(f'<tr><td>{e["attempt"]}</td><td>{escape(e["stage"])}</td><td class="{"ok" if e["ok"] else "fail"}">'
-                     f'{"passed" if e["ok"] else "FAILED"}</td><td>{_fmt(float(e.get("duration_s") or 0), 1)}</td>'
-                     f'<td>{escape(str(e.get("detail", ""))[:500])}</td></tr>')
+            h.append(f'<tr><td>{e.attempt}</td><td>{escape(e.stage)}</td><td class="{"ok" if e.ok else "fail"}">'
+                     f'{"passed" if e.ok else "FAILED"}</td><td>{_fmt(e.duration_s, 1)}</td>'
+                     f'<td>{escape(e.detail[:500])}</td></tr>')
         h.append("</table>")
-    diagnoses = [e for e in events if e["event"] == "diagnosis"]
+    diagnoses = of_kind(events, DiagnosisEvent)
     if diagnoses:
         h.append("<h2>Diagnoses</h2>")
         for d in diagnoses:
-            h.append(f'<div class="card diagnosis"><h3>attempt {d.get("attempt")}: {escape(d.get("stage", ""))} → '
-                     f'{escape(d.get("category", ""))}{" (" + escape(d["playbook"]) + ")" if d.get("playbook") else ""}</h3>'
-                     f'<p>{escape(d.get("explanation", ""))} <span class="muted">confidence {_fmt(d.get("confidence"), 2)}'
+            h.append(f'<div class="card diagnosis"><h3>attempt {d.attempt}: {escape(d.stage)} → '
+                     f'{escape(d.category)}{" (" + escape(d.playbook) + ")" if d.playbook else ""}</h3>'
+                     f'<p>{escape(d.explanation)} <span class="muted">confidence {_fmt(d.confidence, 2)}'
                      f'</span></p><div class="muted">evidence</div><pre class="evidence">'
-                     f'{escape(chr(10).join(d.get("evidence") or []))}</pre></div>')
-    steps = fix_history(events)
+                     f'{escape(chr(10).join(d.evidence))}</pre></div>')
+    steps = tool_call_history(events)
     if steps:
         h.append("<h2>Tool calls</h2>")
         for s in steps:
-            if s["status"] == "applied":
-                check = ("<span class=ok>verified</span>" if s["verified"] else
-                         "<span class=fail>not verified: rolled back</span>" if s["verified"] is False else
+            if s.status == "applied":
+                check = ("<span class=ok>verified</span>" if s.verified else
+                         "<span class=fail>not verified: rolled back</span>" if s.verified is False else
                          '<span class="muted">not checked (run stopped)</span>')
-                h.append(f'<div class="card tool-call"><h3>attempt {s["attempt"]}: {escape(s["tool"])}'
-                         f'(<code>{escape(json.dumps(s["args"]))}</code>) {check}</h3><p>{escape(s["change"])}</p>'
-                         f'<p class="muted">{escape(s["detail"])}</p>{_diff_html(s["diff"])}</div>')
+                h.append(f'<div class="card tool-call"><h3>attempt {s.attempt}: {escape(s.tool)}'
+                         f'(<code>{escape(json.dumps(s.args))}</code>) {check}</h3><p>{escape(s.change)}</p>'
+                         f'<p class="muted">{escape(s.detail)}</p>{_diff_html(s.diff)}</div>')
             else:
-                h.append(f'<div class="card tool-call"><h3>attempt {s["attempt"]}: {escape(s["tool"])}'
-                         f'(<code>{escape(json.dumps(s["args"]))}</code>) <span class=fail>{escape(s["status"])}</span></h3>'
-                         f'<p>{escape(s["change"])}</p></div>')
-    rounds = [e for e in events if e["event"] == "eval"]
+                h.append(f'<div class="card tool-call"><h3>attempt {s.attempt}: {escape(s.tool)}'
+                         f'(<code>{escape(json.dumps(s.args))}</code>) <span class=fail>{escape(s.status)}</span></h3>'
+                         f'<p>{escape(s.change)}</p></div>')
+    rounds = of_kind(events, EvalEvent)
     if rounds:
         h.append("<h2>Eval: reference vs migrated</h2>")
-        last = rounds[-1]
-        if last.get("metrics"):
-            h.append(f'<p class="muted">reference: {escape(str(last.get("reference_backend")))}; migrated: '
-                     f'{escape(str(last.get("migrated_backend")))}; samples {last.get("samples")}</p>')
+        final = rounds[-1]
+        if final.metrics:
+            h.append(f'<p class="muted">reference: {escape(str(final.reference_backend))}; migrated: '
+                     f'{escape(str(final.migrated_backend))}; samples {final.samples}</p>')
             h.append('<table class="eval"><tr><th>metric</th><th>reference</th><th>migrated</th><th>abs diff</th>'
                      '<th>% diff</th></tr>')
-            for m in last["metrics"]:
-                h.append(f'<tr><td>{escape(m["name"])}</td><td>{_fmt(m["reference"])}</td><td>{_fmt(m["migrated"])}</td>'
-                         f'<td>{_fmt(m["abs_diff"])}</td><td>{_fmt(m["pct_diff"], 2) if m["pct_diff"] is not None else "nan"}'
+            for m in final.metrics:
+                h.append(f'<tr><td>{escape(m.name)}</td><td>{_fmt(m.reference)}</td><td>{_fmt(m.migrated)}</td>'
+                         f'<td>{_fmt(m.abs_diff)}</td><td>{_fmt(m.pct_diff, 2) if m.pct_diff is not None else "nan"}'
                          "</td></tr>")
             h.append("</table>")
         h.append(f'<p>gate: {_gate(summary)}</p>')

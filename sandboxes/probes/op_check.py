@@ -14,7 +14,7 @@ Spec (JSON object; every key optional)::
       "device": "cpu",                 # torch device string
       "dtype": "bfloat16",             # float32 | float16 | bfloat16
       "backend": "torch",              # torch | kernels | flaggems
-      "ops": ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear"],
+      "ops": null,                     # null: DEFAULT_OPS
       "disabled": [],                  # ops forced onto the torch implementation
                                        # (and passed as use_gems(exclude=...))
       "reference": [],                 # ops forced onto the torch implementation
@@ -26,7 +26,7 @@ Spec (JSON object; every key optional)::
       "kernels_dir": "/abs/path/to/kernels"   # default: <repo>/kernels
     }
 
-Ops: the five above, plus "fused_add_rms_norm" and "layer_norm".
+Ops: DEFAULT_OPS, plus "fused_add_rms_norm" and "layer_norm" (KNOWN_OPS).
 
 Which ops have a kernel: ``KERNELS`` in ``kernels_dir/__init__.py`` (loaded
 by path), else every ``<op>.py`` there. A kernel file defines ``<op>(...)``.
@@ -106,6 +106,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+# Copies of fr_agent.core.types.DEFAULT_OPS and CHECKED_OPS (fr_agent is not installed where this runs);
+# tests/sandboxes/test_op_check.py holds them equal.
 DEFAULT_OPS = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear"]
 KNOWN_OPS = [*DEFAULT_OPS, "fused_add_rms_norm", "layer_norm"]
 LN_EPS = 1e-5

@@ -6,7 +6,7 @@ from fr_agent.agents.repair import build_graph
 
 
 def test_repair_graph_edges():
-    graph = build_graph(rt=None).compile().get_graph()
+    graph = build_graph().compile().get_graph()
     edges = {(e.source, e.target) for e in graph.edges}
     expected = {
         ("__start__", "analyse"), ("analyse", "precheck"), ("precheck", "run_stage"), ("precheck", "finish"),

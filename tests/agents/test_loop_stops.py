@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from fr_agent.core.events import ToolCallEvent, of_kind, read_events
 from tests.cli_helpers import fr_agent
 
 
@@ -20,10 +22,9 @@ def test_planner_proposing_an_invalid_tool_call(fr_home, tiny_model, tmp_path):
     assert summary["status"] == "failed"
     assert summary["reason"].startswith("planner proposed an invalid tool call: unknown tool 'run_shell'")
     assert summary["fixes"] == []
-    events = [json.loads(line) for line in open(summary["transcript"])]
-    rejected = [e for e in events if e["event"] == "tool_call" and e["status"] == "rejected"]
-    assert [e["tool"] for e in rejected] == ["install_dependency", "run_shell"]
-    assert not any(e["event"] == "tool_call" and e["status"] == "applied" for e in events)
+    calls = of_kind(read_events(Path(summary["transcript"])), ToolCallEvent)
+    assert [e.tool for e in calls if e.status == "rejected"] == ["install_dependency", "run_shell"]
+    assert not any(e.status == "applied" for e in calls)
 
 
 @pytest.mark.e2e

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.core.events import read_events
+from fr_agent.core.events import (
+    DiagnosisEvent, EvalEvent, NoteEvent, RunFinishedEvent, StageEvent, VerificationEvent, last, of_kind, read_events,
+)
 from tests.cli_helpers import fr_agent, wait_for
 
 SECRET = "hf_TestTokenThatMustNeverBeWritten0000000"
@@ -35,43 +37,43 @@ def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, ti
         transcript = run_dir / "transcript.jsonl"
 
         def operators_passed():
-            return any(e["event"] == "stage" and e["stage"] == "operators" and e["ok"] for e in read_events(transcript))
+            return any(e.stage == "operators" and e.ok for e in of_kind(read_events(transcript), StageEvent))
 
         wait_for(operators_passed, 900, "the operators stage to pass", interval=1)
         time.sleep(4)  # inside the serve stage now: kill the agent mid-attempt
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    killed_events = list(read_events(transcript))
-    assert not any(e["event"] == "run_finished" for e in killed_events)
+    killed_events = read_events(transcript)
+    assert last(killed_events, RunFinishedEvent) is None
 
     resumed = fr_agent("resume", run_dir.name, "--yes", "--json", home=fr_home, env={"HF_TOKEN": SECRET})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads(resumed.stdout)
-    events = list(read_events(transcript))
+    events = read_events(transcript)
 
     # Resume redid no passed stage: the first stage it ran is the one the kill interrupted.
-    resumed_at = next(i for i, e in enumerate(events) if e["event"] == "note" and e.get("message") == "resumed")
-    after = [e for e in events[resumed_at:] if e["event"] == "stage"]
-    assert after[0]["stage"] == "serve", [e["stage"] for e in after]
-    assert after[0]["attempt"] == max(e["attempt"] for e in killed_events if e["event"] == "stage")
+    resumed_at = next(i for i, e in enumerate(events) if isinstance(e, NoteEvent) and e.message == "resumed")
+    after = of_kind(events[resumed_at:], StageEvent)
+    assert after[0].stage == "serve", [e.stage for e in after]
+    assert after[0].attempt == max(e.attempt for e in of_kind(killed_events, StageEvent))
 
     # At least two genuine failures, each diagnosed, fixed, verified, and its failed stage re-run to a pass.
     assert summary["status"] == "passed", summary["reason"]
     assert len(summary["fixes"]) >= 2
     for index, fix in enumerate(events):
-        if fix["event"] != "verification" or not fix["ok"]:
+        if not isinstance(fix, VerificationEvent) or not fix.ok:
             continue
-        target = next(e for e in reversed(events[:index]) if e["event"] == "diagnosis")
+        target = last(events[:index], DiagnosisEvent)
         later = events[index:]
-        if target["stage"] == "eval":  # drift fix: the gate is judged again
-            assert any(e["event"] == "eval" for e in later), "eval was not re-run after its fix"
+        if target.stage == "eval":  # drift fix: the gate is judged again
+            assert of_kind(later, EvalEvent), "eval was not re-run after its fix"
             continue
-        rerun = next((e for e in later if e["event"] == "stage" and e["stage"] == target["stage"]), None)
-        assert rerun is not None, f"{fix['tool']}: {target['stage']} was not re-run"
-        if not rerun["ok"]:  # the stage may fail again, but never the same way
-            after = next(e for e in events[events.index(rerun):] if e["event"] == "diagnosis")
-            assert after["signature"] != target["signature"], f"{fix['tool']} did not change the {target['stage']} failure"
+        rerun = next((e for e in of_kind(later, StageEvent) if e.stage == target.stage), None)
+        assert rerun is not None, f"{fix.tool}: {target.stage} was not re-run"
+        if not rerun.ok:  # the stage may fail again, but never the same way
+            after = of_kind(events[events.index(rerun):], DiagnosisEvent)[0]
+            assert after.signature != target.signature, f"{fix.tool} did not change the {target.stage} failure"
     keys = [json.dumps([f["tool"], f["args"]], sort_keys=True) for f in summary["fixes"]]
     assert len(keys) == len(set(keys)), "a fix was applied twice"
 

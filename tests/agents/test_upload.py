@@ -6,8 +6,6 @@ a card that fails the linter (a failed gate) goes nowhere, and the token shows u
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from cli_helpers import fr_agent
 from fake_hub import FakeHub
@@ -18,6 +16,7 @@ from fr_agent.agents.publish import publish
 from fr_agent.agents.upload import MARKER, copy_to_dir, upload_to_hub
 from fr_agent.shell.cli.publish import CardRejected, publish_command
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import PublishEvent, of_kind, read_events
 
 TOKEN = "hf_TestTokenNeverPrinted0123456789abcd"
 REPO = "fr-agent-test/qwen-cpu"
@@ -133,11 +132,12 @@ def make_run(home, run_id: str, report) -> None:
     from langgraph.graph import END, START, StateGraph
 
     from fr_agent.agents.repair import RunState
-    from fr_agent.shell.runs import RunRequest
+    from fr_agent.core.request import RunRequest
 
     run_dir = home / "runs" / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(RunRequest(model="Qwen2.5-0.5B-Instruct", chip="cpu").model_dump_json())
+    request = RunRequest(model="Qwen2.5-0.5B-Instruct", chip="cpu")
+    (run_dir / "request.json").write_text(request.model_dump_json())
     (run_dir / "eval.json").write_text(report.model_dump_json())
     graph = StateGraph(RunState)
     graph.add_node("done", lambda state: {"status": "passed"})
@@ -145,7 +145,7 @@ def make_run(home, run_id: str, report) -> None:
     graph.add_edge("done", END)
     with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
         graph.compile(checkpointer=saver).invoke(
-            {"recipe": make_recipe().model_dump(), "analysis": {"license": "apache-2.0"}},
+            RunState(request=request, recipe=make_recipe()),
             {"configurable": {"thread_id": run_id}})
 
 
@@ -168,8 +168,8 @@ def test_cli_publish_uploads_once_then_makes_no_commit(runs):
         assert len(hub.repos[REPO].commits) == 2 and hub.repos[REPO].private
     for result in (first, again):
         assert TOKEN not in result.stdout + result.stderr
-    events = (runs / "runs" / "20261123-000000-good" / "transcript.jsonl").read_text().splitlines()
-    assert [json.loads(e)["changed"] for e in events] == [True, False]
+    published = of_kind(read_events(runs / "runs" / "20261123-000000-good" / "transcript.jsonl"), PublishEvent)
+    assert [e.changed for e in published] == [True, False]
     for path in runs.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path

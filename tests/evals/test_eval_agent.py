@@ -92,7 +92,7 @@ def test_migrated_bf16_against_its_float32_reference(servers, tiny_model, tmp_pa
     assert report.avg_pct_diff < SMALL.threshold_pct and report.gate_passed, report.gate_reason
     assert report.reference_backend == "transformers float32 on this host's CPU (fr-agent hf_server, native torch ops)"
     assert (tmp_path / "reference-server.log").read_text().count("POST /v1/completions") > 20
-    write_artifacts(report, tmp_path)
+    write_artifacts(report, tmp_path / "eval.json", tmp_path / "eval.png")
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
     assert '"name": "greedy_token_agreement"' in (tmp_path / "eval.json").read_text()
 

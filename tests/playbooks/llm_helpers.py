@@ -15,24 +15,13 @@ from fr_agent.playbooks.llm_planner import LLMPlanner
 from fr_agent.playbooks.planner import PlanRound
 from fr_agent.playbooks.scripted_llm import Quirks, Script, ScriptedReply, serving
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
-from fr_agent.core.events import read_events
+from fr_agent.core.events import Event, read_events
 
 LOGS = Path(__file__).parents[1] / "data" / "logs"
 REMOVE_TORCHVISION = {"name": "install_dependency", "arguments": {"package": "torchvision", "action": "remove"}}
 SECRET = "sk-TestKeyThatMustNeverBeWritten000000000"
-
-
-class FakeSandbox:
-    """What the planner reads from a sandbox: its logs and its installed packages."""
-
-    name = "fake"
-    find_links: list[str] = []
-
-    def __init__(self, logs: Path):
-        self.logs = logs
-
-    def installed(self, recipe) -> dict[str, str]:
-        return {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "transformers": "5.19.0"}
+# What the planner's list_packages tool sees installed.
+INSTALLED = {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "transformers": "5.19.0"}
 
 
 def make_round(run, *, tried=(), hints=(), diagnosis: Diagnosis | None = None) -> PlanRound:
@@ -58,5 +47,5 @@ def serve(*replies, respond=None, **quirks):
                           respond=respond))
 
 
-def events(run) -> list[dict]:
-    return list(read_events(run[0] / "transcript.jsonl"))
+def events(run) -> list[Event]:
+    return read_events(run[0] / "transcript.jsonl")

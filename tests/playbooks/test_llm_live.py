@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fr_agent.core.config import Settings
+from fr_agent.core.events import LLMCallEvent, NoteEvent, of_kind
 from fr_agent.playbooks.llm_client import probe, resolve_endpoint
 from fr_agent.playbooks.llm_planner import LLMPlanner
 from tests.playbooks.llm_helpers import events, make_round
@@ -32,7 +33,7 @@ def test_live_round_on_a_real_failure(endpoint, run):
     planner = LLMPlanner(endpoint, Settings(), run[0])
     round_ = make_round(run)
     calls = planner.propose(round_)
-    assert round_.source == "llm", [e for e in events(run) if e["event"] == "note"]
+    assert round_.source == "llm", of_kind(events(run), NoteEvent)
     assert calls and calls[0].tool in ("install_dependency", "set_env_var", "patch_operator", "fix_serve_config")
-    recorded = [e for e in events(run) if e["event"] == "llm_call"]
-    assert recorded and all(e["latency_s"] > 0 for e in recorded)
+    recorded = of_kind(events(run), LLMCallEvent)
+    assert recorded and all(e.latency_s > 0 for e in recorded)

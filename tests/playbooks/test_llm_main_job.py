@@ -23,7 +23,10 @@ import yaml
 
 from fr_agent.playbooks.scripted_llm import Script, serving
 from fr_agent.shell.runs import summarize
-from fr_agent.core.events import read_events
+from fr_agent.core.events import (
+    ChatEvent, LLMCallEvent, NoteEvent, PlanEvent, RunFinishedEvent, StageEvent, ToolCallEvent, VerificationEvent, first,
+    of_kind, read_events,
+)
 from tests.cli_helpers import fr_agent
 
 RESPONDER = Path(__file__).parents[1] / "data" / "llm" / "main_job_responder.py"
@@ -103,39 +106,38 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
         requests = server.llm.requests
 
     run_dir = fr_home / "runs" / run_id
-    events = list(read_events(run_dir / "transcript.jsonl"))
-    kinds = [e["event"] for e in events]
-    assert kinds.count("run_finished") == 1 and kinds.index("run_finished") == len(kinds) - 1
+    events = read_events(run_dir / "transcript.jsonl")
+    assert of_kind(events, RunFinishedEvent) == [events[-1]]
 
     # The real failure went to the model with its diagnosis and log.
-    first = next(e for e in events if e["event"] == "stage" and not e["ok"])
-    assert first["stage"] == "install" and first["attempt"] == 1
+    failed = next(e for e in of_kind(events, StageEvent) if not e.ok)
+    assert failed.stage == "install" and failed.attempt == 1
     assert "there is no version of torch==2.9.0+cpu" in requests[0]["messages"][1]["content"]
     assert {t["function"]["name"] for t in requests[0]["tools"]} >= {"install_dependency", "read_log", "list_packages"}
     assert "1: $ " in next(m["content"] for m in requests[1]["messages"] if m["role"] == "tool")  # read_log answered
 
     # The hints (one sent with `fr-agent hint`, one typed in the session) reached the planner in its next
     # round, and it answered in the session.
-    chat = [e for e in events if e["event"] == "chat"]
-    assert [(e["text"], e["source"]) for e in chat if e["role"] == "user"] == [
+    chat = of_kind(events, ChatEvent)
+    assert [(e.text, e.source) for e in chat if e.role == "user"] == [
         ("why does the install fail?", "cli"), ("what will you change?", "session")]
     assert "- what will you change?" in requests[0]["messages"][1]["content"]
-    assert any(e["role"] == "planner" and e["text"].startswith("About your message") for e in chat)
+    assert any(e.role == "planner" and e.text.startswith("About your message") for e in chat)
     assert "planner: About your message" in stopped.stdout
 
     # The made-up package was refused by the package index check; nothing ever tried to install it.
-    rejected = [e for e in events if e["event"] == "tool_call" and e["status"] == "rejected"]
-    assert rejected[0]["args"]["package"] == "torch-cpu-wheels-zz9"
-    assert "does not exist on the package index" in rejected[0]["error"]
+    rejected = [e for e in of_kind(events, ToolCallEvent) if e.status == "rejected"]
+    assert rejected[0].args["package"] == "torch-cpu-wheels-zz9"
+    assert "does not exist on the package index" in rejected[0].error
     for log in (run_dir / "sandbox" / "logs").glob("*.log"):
         assert "torch-cpu-wheels-zz9" not in log.read_text(errors="replace"), log
 
     # The model's fix was approved on stdin, applied, verified, and the install stage passed on re-run.
-    plan = next(e for e in events if e["event"] == "plan")
-    assert plan["planner"] == "llm" and plan["args"] == {"package": "torch", "version": "2.13.0", "action": "downgrade"}
-    assert next(e for e in events if e["event"] == "verification")["ok"]
-    rerun = [e for e in events if e["event"] == "stage" and e["stage"] == "install"]
-    assert [e["ok"] for e in rerun] == [False, True] and rerun[1]["attempt"] == 2
+    plan = first(events, PlanEvent)
+    assert plan.planner == "llm" and plan.args == {"package": "torch", "version": "2.13.0", "action": "downgrade"}
+    assert first(events, VerificationEvent).ok
+    rerun = [e for e in of_kind(events, StageEvent) if e.stage == "install"]
+    assert [e.ok for e in rerun] == [False, True] and rerun[1].attempt == 2
 
     # The whole job finished: all stages, eval gate, publish folder.
     summary = summarize(run_dir)
@@ -143,8 +145,8 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
     assert Path(summary["publish_dir"], "recipe.json").is_file()
 
     # Every request is on record with tokens, cost and latency; the key is nowhere on disk.
-    calls = [e for e in events if e["event"] == "llm_call"]
-    assert len(calls) == len(requests) == 3 and all(c["total_tokens"] > 0 and c["latency_s"] > 0 for c in calls)
+    calls = of_kind(events, LLMCallEvent)
+    assert len(calls) == len(requests) == 3 and all(c.total_tokens > 0 and c.latency_s > 0 for c in calls)
     for path in run_dir.rglob("*"):
         if path.is_file() and path.suffix in (".jsonl", ".json", ".log", ".md", ".yaml", ".env", ".sqlite"):
             assert SECRET.encode() not in path.read_bytes(), path
@@ -155,7 +157,7 @@ def test_main_job_with_planner_auto_and_no_endpoint(auto_run):
     assert auto_run.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout)
     assert summary["status"] == "passed" and summary["eval"]["gate_passed"]
-    events = list(read_events(Path(summary["transcript"])))
-    note = next(e for e in events if e["event"] == "note")
-    assert note["message"] == "planner auto chose playbook" and note["reason"].startswith("no LLM endpoint configured")
-    assert not any(e["event"] == "llm_call" for e in events)
+    events = read_events(Path(summary["transcript"]))
+    note = first(events, NoteEvent)
+    assert note.message == "planner auto chose playbook" and note.reason.startswith("no LLM endpoint configured")
+    assert not of_kind(events, LLMCallEvent)

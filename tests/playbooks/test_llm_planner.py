@@ -5,14 +5,17 @@ endpoint failures, the transcript record, and `auto`. The checks are the loop's 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import RunPaused
-from fr_agent.playbooks.llm_planner import AutoPlanner, fix_history, round_context
+from fr_agent.core.events import ChatEvent, LLMCallEvent, NoteEvent, ToolCallEvent, first, of_kind
+from fr_agent.playbooks.llm_planner import NUDGE, SYSTEM_PROMPT, AutoPlanner, fix_outcome_lines, round_context
+from fr_agent.playbooks.llm_tools import INVESTIGATIONS
 from fr_agent.playbooks.scripted_llm import follow_candidates
-from fr_agent.tools import ToolCall
+from fr_agent.tools import TOOLS, ToolCall
 from tests.playbooks.llm_helpers import REMOVE_TORCHVISION, SECRET, events, make_round, planner_for, serve
 
 
@@ -41,8 +44,8 @@ def test_hallucinated_package_is_refused_before_install_and_the_refusal_fed_back
     assert round_.source == "llm"
     feedback = [m for m in second if m["role"] == "tool"]
     assert "does not exist on the package index" in feedback[0]["content"]
-    rejected = [e for e in events(run) if e["event"] == "tool_call"]
-    assert rejected[0]["status"] == "rejected" and rejected[0]["args"]["package"] == "torchvision-cpu-hallucinated-zz9"
+    rejected = of_kind(events(run), ToolCallEvent)
+    assert rejected[0].status == "rejected" and rejected[0].args["package"] == "torchvision-cpu-hallucinated-zz9"
 
 
 def test_invalid_calls_are_fed_back_n_times_then_the_round_follows_the_playbooks(run):
@@ -56,8 +59,8 @@ def test_invalid_calls_are_fed_back_n_times_then_the_round_follows_the_playbooks
     assert "LD_PRELOAD may not be set" in json.dumps(sent[1]["messages"][-2:])
     assert "unknown tool 'run_shell'" in json.dumps(sent[2]["messages"][-2:])
     assert calls == round_.diagnosis.tool_calls and round_.source == "playbook (llm fallback)"
-    note = next(e for e in events(run) if e["event"] == "note")
-    assert note["message"] == "this round follows the playbooks" and "3 replies without an acceptable" in note["reason"]
+    note = first(events(run), NoteEvent)
+    assert note.message == "this round follows the playbooks" and "3 replies without an acceptable" in note.reason
 
 
 def test_a_model_looping_on_the_same_fix_is_stopped(run):
@@ -65,7 +68,7 @@ def test_a_model_looping_on_the_same_fix_is_stopped(run):
     tried = ToolCall(tool="install_dependency", args={"package": "torchvision", "action": "remove"}).key()
     run[1].emit("verification", attempt=1, tool="install_dependency", args={"package": "torchvision", "action": "remove"},
                 ok=True, detail="torchvision absent")
-    run[1].emit("diagnosis", attempt=2, stage="import", signature="same", evidence=["still"])
+    run[1].emit("diagnosis", attempt=2, stage="import", signature="same", evidence=["still"], category="install_dependency", confidence=0.9, explanation="x")
     with serve(*[{"tool_calls": [REMOVE_TORCHVISION]}] * 5) as server:
         round_ = make_round(run, tried=[tried])
         calls = planner_for(server, run, max_invalid_replies=3).propose(round_)
@@ -74,7 +77,7 @@ def test_a_model_looping_on_the_same_fix_is_stopped(run):
     told = sent[1]["messages"][-2]["content"]
     assert "already tried in this run" in told and "applied and verified" in told
     assert calls == [] and round_.source == "playbook (llm fallback)"  # no untried playbook fix either: the loop stops
-    assert "repeats a refused call" in next(e for e in events(run) if e["event"] == "note")["reason"]
+    assert "repeats a refused call" in first(events(run), NoteEvent).reason
 
 
 def test_a_user_hint_changes_the_next_plan_and_is_answered(run, tmp_path):
@@ -92,7 +95,7 @@ def test_a_user_hint_changes_the_next_plan_and_is_answered(run, tmp_path):
         with_hint = planner.propose(make_round(run, hints=["try float32"]))
     assert without == [ToolCall(tool="install_dependency", args={"package": "torchvision", "action": "remove"})]
     assert with_hint == [ToolCall(tool="fix_serve_config", args={"key": "dtype", "value": "float32"})]
-    replies = [e["text"] for e in events(run) if e["event"] == "chat" and e["role"] == "planner"]
+    replies = [e.text for e in of_kind(events(run), ChatEvent) if e.role == "planner"]
     assert replies[-1] == "You asked for float32: serving in float32."
 
 
@@ -129,9 +132,9 @@ def test_think_tags_and_text_calls_through_a_whole_round(run):
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
     assert calls[0].args["package"] == "torchvision" and round_.source == "llm"
-    call = next(e for e in events(run) if e["event"] == "llm_call")
-    assert call["think_tags"] and not call["native_calls"]
-    assert next(e for e in events(run) if e["event"] == "chat")["text"] == "Remove it."
+    call = first(events(run), LLMCallEvent)
+    assert call.think_tags and not call.native_calls
+    assert first(events(run), ChatEvent).text == "Remove it."
 
 
 def test_every_call_is_recorded_with_tokens_cost_latency_and_never_the_key(run):
@@ -139,10 +142,10 @@ def test_every_call_is_recorded_with_tokens_cost_latency_and_never_the_key(run):
         planner = planner_for(server, run, price_input_per_mtok=1.0, price_output_per_mtok=2.0)
         planner.propose(make_round(run))
         usage = server.llm.exchanges[0]["response"]["usage"]
-    call = next(e for e in events(run) if e["event"] == "llm_call")
-    assert (call["prompt_tokens"], call["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
-    assert call["cost_usd"] == pytest.approx((usage["prompt_tokens"] + 2 * usage["completion_tokens"]) / 1e6, rel=1e-4)
-    assert call["latency_s"] > 0 and call["run_tokens"] == usage["total_tokens"] and not call["usage_estimated"]
+    call = first(events(run), LLMCallEvent)
+    assert (call.prompt_tokens, call.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert call.cost_usd == pytest.approx((usage["prompt_tokens"] + 2 * usage["completion_tokens"]) / 1e6, rel=1e-4)
+    assert call.latency_s > 0 and call.run_tokens == usage["total_tokens"] and not call.usage_estimated
     conversation = (run[0] / "llm-conversation.jsonl").read_text()
     assert "torchvision::nms" in conversation
     for path in run[0].iterdir():
@@ -155,8 +158,7 @@ def test_a_failing_endpoint_falls_back_with_one_line_reason(run):
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
     assert calls == round_.diagnosis.tool_calls
-    note = next(e for e in events(run) if e["event"] == "note")
-    assert note["reason"].endswith("answered HTTP 500 after 1 tries: model crashed")
+    assert first(events(run), NoteEvent).reason.endswith("answered HTTP 500 after 1 tries: model crashed")
 
 
 def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
@@ -167,8 +169,8 @@ def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
         assert planner.propose(round_) == round_.diagnosis.tool_calls
         asked = len(server.llm.requests)
     assert 1 <= asked < 5
-    assert "round's token budget is spent" in [e for e in events(run) if e["event"] == "note"][-1]["reason"]
-    used = sum(e["total_tokens"] for e in events(run) if e["event"] == "llm_call")
+    assert "round's token budget is spent" in of_kind(events(run), NoteEvent)[-1].reason
+    used = sum(e.total_tokens for e in of_kind(events(run), LLMCallEvent))
     with serve({"tool_calls": [REMOVE_TORCHVISION]}) as server:
         # A new planner (a resumed run) counts what the transcript says was used.
         paused = planner_for(server, run, budget={"round_tokens": 4000, "run_tokens": used + 100})
@@ -180,15 +182,15 @@ def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
         assert more.propose(make_round(run))[0].args["package"] == "torchvision"
 
 
-def test_fix_history_tells_each_outcome(run):
+def test_fix_outcome_lines_tell_each_outcome(run):
     emit = run[1].emit
     emit("tool_call", status="rejected", tool="install_dependency", args={"package": "zz9"}, error="does not exist")
     emit("tool_call", status="declined", tool="set_env_var", args={"name": "A", "value": "1"})
     emit("verification", tool="patch_operator", args={"op": "rms_norm", "strategy": "reference"}, ok=False, detail="boom")
-    emit("diagnosis", stage="load", signature="s1", evidence=["e1"])
+    emit("diagnosis", stage="load", signature="s1", evidence=["e1"], category="install_dependency", confidence=0.9, explanation="x")
     emit("verification", tool="install_dependency", args={"package": "torchvision", "action": "remove"}, ok=True, detail="ok")
-    emit("stage", stage="load", ok=True)
-    lines = fix_history(events(run))
+    emit("stage", stage="load", ok=True, detail="ok")
+    lines = fix_outcome_lines(events(run))
     assert lines[0].endswith("rejected: does not exist") and lines[1].endswith("declined by the user")
     assert "check failed (boom); rolled back" in lines[2] and lines[3].endswith("load passed after it")
 
@@ -223,3 +225,11 @@ def test_follow_candidates_skips_what_this_conversation_refused():
                                 "name": "install_dependency", "arguments": '{"package": "a"}'}}]},
                             {"role": "tool", "tool_call_id": "1", "content": "refused"}]}
     assert follow_candidates(refused)["tool_calls"][0]["arguments"] == {"package": "b"}
+
+
+def test_the_prompt_and_the_readme_name_every_tool():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in TOOLS:
+        assert name in SYSTEM_PROMPT and name in NUDGE and f"`{name}`" in readme
+    assert all(name in SYSTEM_PROMPT for name in INVESTIGATIONS)
+    assert f"the {len(TOOLS)} repair tools" in readme.replace("five", "5")

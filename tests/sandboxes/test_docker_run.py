@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fr_agent.core.events import read_events
+from fr_agent.core.events import NoteEvent, PrecheckEvent, VerificationEvent, first, of_kind, read_events
 from tests.cli_helpers import fr_agent
 from tests.sandboxes.conftest import build_wheel
 
@@ -99,15 +99,14 @@ def check_the_run(run_id, fr_home, docker_client, catalog, settings, script):
     assert "requires the following packages that were not found in your environment: fr_test_accel" in \
         Path(load[0]["log_path"]).read_text()
 
-    events = list(read_events(Path(summary["transcript"])))
-    verifications = [(e["args"]["package"], e["ok"]) for e in events if e["event"] == "verification"]
+    events = read_events(Path(summary["transcript"]))
+    verifications = [(e.args["package"], e.ok) for e in of_kind(events, VerificationEvent)]
     assert verifications == [("fr-env-breaker", False), ("fr-test-accel", True)]
-    notes = [e["message"] for e in events if e["event"] == "note"]
+    notes = [e.message for e in of_kind(events, NoteEvent)]
     snapshot = next(n for n in notes if n.startswith("sandbox snapshot ")).removeprefix("sandbox snapshot ")
     assert f"sandbox rolled back to {snapshot}" in notes
-    precheck = next(e for e in events if e["event"] == "precheck")
-    assert any(c["name"] == "python headers" and c["ok"] and c["detail"].startswith("in container:")
-               for c in precheck["checks"])
+    precheck = first(events, PrecheckEvent)
+    assert any(c.name == "python headers" and c.ok and c.detail.startswith("in container:") for c in precheck.checks)
 
     # The run's environment is an image: the rolled-back package is not in it, the fix is.
     images = [tag for image in docker_client.images.list(name=f"fr-agent-run/{run_id}-*") for tag in image.tags]

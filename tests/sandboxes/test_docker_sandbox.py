@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
+from fr_agent.core.checks import Check, Precheck
 from fr_agent.core.config import DockerSettings
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
-from fr_agent.sandboxes.base import ChecksInside, Snapshots
 from fr_agent.sandboxes.docker import DockerSandbox
 
 pytestmark = pytest.mark.docker
@@ -29,7 +29,6 @@ def box(docker_client, cpu_image, cpu_chip, fr_home, breaking_wheels, tmp_path_f
     sandbox = DockerSandbox(tmp_path_factory.mktemp("dbox"), "test-docker-sandbox", cpu_chip, fr_home / "cache",
                             fr_home / "hf", settings=DockerSettings(memory_gib=0.5, pids_limit=128),
                             find_links=[str(breaking_wheels)], client=docker_client)
-    assert isinstance(sandbox, Snapshots) and isinstance(sandbox, ChecksInside)
     assert sandbox.sync_packages(SIX, log_name="install").ok
     yield sandbox
     sandbox.close()
@@ -134,13 +133,8 @@ def test_a_served_engine_is_reached_without_a_network(box):
 
 
 def test_precheck_runs_inside_the_container(box, cpu_chip):
-    from types import SimpleNamespace
-
-    from fr_agent.agents.precheck import Check, Precheck
-
     host = Precheck(checks=[Check(name="device", ok=True, detail="cpu"), Check(name="compiler", ok=False, detail="host")])
-    analysis = SimpleNamespace(recipe=SIX, facts=SimpleNamespace(params_b=0.001))
-    checked = box.precheck(host, analysis, cpu_chip)
+    checked = box.precheck(host, SIX, cpu_chip, params_b=0.001)
     by_name = {c.name: c for c in checked.checks}
     assert {"sandbox image", "python", "package index", "os packages", "compiler", "python headers", "c++ compiler",
             "device nodes", "disk", "shm"} <= set(by_name)
@@ -150,7 +144,7 @@ def test_precheck_runs_inside_the_container(box, cpu_chip):
 
     needs_cards = cpu_chip.model_copy(update={"container": cpu_chip.container.model_copy(
         update={"devices": ["/dev/fr-no-such-card[0-9]*"]})})
-    missing = {c.name: c for c in box.precheck(host, analysis, needs_cards).checks}["device nodes"]
+    missing = {c.name: c for c in box.precheck(host, SIX, needs_cards, params_b=0.001).checks}["device nodes"]
     assert not missing.ok and "/dev/fr-no-such-card" in missing.detail
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 
-from fr_agent.agents.precheck import Check, Precheck
+from fr_agent.core.catalog import load_catalog
+from fr_agent.core.checks import Check, Precheck
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.local import HostSandbox
 
@@ -36,5 +37,5 @@ def test_host_sandbox_rejudges_python_and_index_checks(tmp_path):
     result = Precheck(checks=[Check(name="python", ok=False, detail="python 3.11 (recipe wants 3.0)"),
                               Check(name="package index", ok=False, detail="PyPI unreachable"),
                               Check(name="device", ok=False, detail="no device")])
-    checked = sandbox.precheck(result, type("A", (), {"recipe": recipe})(), None)
+    checked = sandbox.precheck(result, recipe, load_catalog().chip("cpu"), params_b=0.001)
     assert [c.ok for c in checked.checks] == [True, True, False]  # a missing device still fails

@@ -4,6 +4,7 @@ the current interpreter, given a spec file, answering with one JSON line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from fr_agent.core.types import CHECKED_OPS, DEFAULT_OPS
+
 REPO = Path(__file__).resolve().parents[2]
 PROBE = REPO / "sandboxes" / "probes" / "op_check.py"
 KERNELS_DIR = REPO / "kernels"
-ALL_OPS = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "linear"]
+ALL_OPS = list(DEFAULT_OPS)
 
 
 def _env(interpret: bool) -> dict[str, str]:
@@ -197,3 +200,12 @@ def test_kernels_listed_in_the_plan_run_on_any_backend(tmp_path):
                                         "kernels": ["layer_norm", "fused_add_rms_norm"]}, interpret=True)
     _assert_all_pass(result, {"layer_norm": "kernels", "fused_add_rms_norm": "kernels", "softmax": "torch"},
                      proc.stderr)
+
+
+def test_op_lists_match_the_core():
+    """The probe runs without fr_agent, so it keeps its own copies of the op lists."""
+    spec = importlib.util.spec_from_file_location("op_check_probe", PROBE)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert tuple(probe.DEFAULT_OPS) == DEFAULT_OPS
+    assert tuple(probe.KNOWN_OPS) == CHECKED_OPS

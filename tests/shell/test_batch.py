@@ -187,7 +187,7 @@ def write_run(runs: Path, run_id: str, finished: str | None) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / "request.json").write_text(json.dumps({"model": "m", "chip": "cpu"}))
     transcript = Transcript(run_dir / "transcript.jsonl", run_id)
-    transcript.emit("run_started", request={"model": "m", "chip": "cpu"})
+    transcript.emit("run_started", request={"model": "m", "chip": "cpu"}, run_dir=str(run_dir))
     transcript.emit("stage", attempt=1, stage="install", ok=True, detail="ok", duration_s=1.0)
     if finished:
         transcript.emit("run_finished", attempt=1, status=finished, reason=f"it {finished}", fixes=[], passed=[])

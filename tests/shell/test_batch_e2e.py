@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.core.events import read_events
+from fr_agent.core.events import (
+    DiagnosisEvent, EvalEvent, NoteEvent, PlanEvent, RunFinishedEvent, StageEvent, ToolCallEvent, VerificationEvent,
+    last, of_kind, read_events,
+)
 from tests.browser import render
 from tests.cli_helpers import fr_agent, wait_for
 
@@ -68,7 +71,7 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
             tries = state["jobs"][REPAIRED]["tries"]
             transcript = home / "runs" / tries[0]["run_id"] / "transcript.jsonl" if tries else None
             if transcript and transcript.exists() and any(
-                    e["event"] == "stage" and e["stage"] == "load" and e["ok"] for e in read_events(transcript)):
+                    e.stage == "load" and e.ok for e in of_kind(read_events(transcript), StageEvent)):
                 return transcript
             return None
 
@@ -84,8 +87,8 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     size = transcript.stat().st_size
     time.sleep(3)
     assert transcript.stat().st_size == size, "the killed batch's run went on writing"
-    killed_events = list(read_events(transcript))
-    assert not any(e["event"] == "run_finished" for e in killed_events)
+    killed_events = read_events(transcript)
+    assert last(killed_events, RunFinishedEvent) is None
 
     html = tmp_path / "batch.html"
     resumed = subprocess.run([sys.executable, "-m", "fr_agent", "batch", str(jobs), "--resume", "--json",
@@ -105,18 +108,18 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert [launch["kind"] for launch in state["jobs"][REPAIRED]["tries"][0]["launches"]] == ["start", "resume"]
     for job, text in before.items():
         assert (home / "runs" / state["jobs"][job]["tries"][0]["run_id"] / "transcript.jsonl").read_bytes() == text
-    events = list(read_events(transcript))
-    resumed_at = next(i for i, e in enumerate(events) if e["event"] == "note" and e.get("message") == "resumed")
-    passed_before = {e["stage"] for e in killed_events if e["event"] == "stage" and e["ok"]} - {"serve", "smoke"}
-    first_after = next(e for e in events[resumed_at:] if e["event"] == "stage")
-    assert first_after["stage"] not in passed_before and first_after["attempt"] == 1
+    events = read_events(transcript)
+    resumed_at = next(i for i, e in enumerate(events) if isinstance(e, NoteEvent) and e.message == "resumed")
+    passed_before = {e.stage for e in of_kind(killed_events, StageEvent) if e.ok} - {"serve", "smoke"}
+    first_after = of_kind(events[resumed_at:], StageEvent)[0]
+    assert first_after.stage not in passed_before and first_after.attempt == 1
 
     # Repaired by the loop: the eval gate failed in bfloat16, fix_serve_config moved to float32, the gate passed.
     repaired = rows[REPAIRED]
     assert repaired["fixes"] == 1 and repaired["attempts"] == 2 and repaired["gate_passed"] is True
-    fixes = [e for e in events if e["event"] == "verification" and e["ok"]]
-    assert [(f["tool"], f["args"]) for f in fixes] == [("fix_serve_config", {"key": "dtype", "value": "float32"})]
-    gates = [e["gate_passed"] for e in events if e["event"] == "eval"]
+    fixes = [e for e in of_kind(events, VerificationEvent) if e.ok]
+    assert [(f.tool, f.args) for f in fixes] == [("fix_serve_config", {"key": "dtype", "value": "float32"})]
+    gates = [e.gate_passed for e in of_kind(events, EvalEvent)]
     assert gates == [False, True]
 
     # The review page, as Chromium shows it: the batch table, then each run.
@@ -134,11 +137,11 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert replay.returncode == 0, replay.stderr[-3000:]
     result = json.loads(replay.stdout)
     assert result["compare"]["reproduced"] and result["compare"]["status"] == ["passed", "passed"]
-    replay_events = list(read_events(Path(result["replay"]["transcript"])))
-    assert not any(e["event"] in ("plan", "diagnosis", "verification") for e in replay_events)
-    assert [(e["status"], e["tool"], e["args"]) for e in replay_events if e["event"] == "tool_call"] == [
+    replay_events = read_events(Path(result["replay"]["transcript"]))
+    assert not any(isinstance(e, PlanEvent | DiagnosisEvent | VerificationEvent) for e in replay_events)
+    assert [(e.status, e.tool, e.args) for e in of_kind(replay_events, ToolCallEvent)] == [
         ("replayed", "fix_serve_config", {"key": "dtype", "value": "float32"})]
-    assert [e["stage"] for e in replay_events if e["event"] == "stage" and e["ok"]] == [
+    assert [e.stage for e in of_kind(replay_events, StageEvent) if e.ok] == [
         "install", "import", "device", "load", "operators", "serve", "smoke"]
     per_job = ", ".join(f"{j}: {r['seconds']}s" for j, r in rows.items())
     print(f"\nbatch killed at {killed_at:.0f}s; resumed session {state['sessions'][1]['wall_s']}s; per job: {per_job}")

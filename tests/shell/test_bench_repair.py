@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from fr_agent.agents.analyse import starting_recipe
+from fr_agent.agents.repair import Fix, RunState
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
 from fr_agent.shell.bench_repair import Perturbation, Scenario, judge, load_scenarios, render, run
 from fr_agent.core.recipe import STAGES, ModelRef
-from fr_agent.core.events import read_events
+from fr_agent.core.events import CLASS_OF_KIND, DiagnosisEvent, Event, NoteEvent, first, of_kind, read_events
+from fr_agent.core.request import RunRequest
 from tests.cli_helpers import fr_agent
 
 KINDS = {"install_dependency", "set_env_var", "patch_operator", "fix_serve_config"}
@@ -88,49 +91,64 @@ SCENARIO = Scenario.model_validate({
 FIX = {"tool": "install_dependency", "args": {"package": "x-pkg", "action": "install"}}
 
 
-def transcript(tmp_path: Path, *, verified: bool = True, rerun: tuple = STAGES, first_fail: str = "import") -> list[dict]:
-    def stage(name: str, ok: bool, attempt: int) -> dict:
+def ev(kind: str, attempt: int = 1, **fields) -> Event:
+    """An event as the loop writes it; the fields judge does not read are filled in."""
+    filler = {"stage": {"detail": "ok"}, "verification": {"detail": "ok"},
+              "diagnosis": {"stage": "import", "evidence": [], "confidence": 1.0, "explanation": "e", "signature": "s"}}
+    return CLASS_OF_KIND[kind](run_id="r", attempt=attempt, ts=datetime.now(timezone.utc),
+                               **filler.get(kind, {}) | fields)
+
+
+def judged(scenario: Scenario, events: list[Event], values: dict, mode: str, verify_ok: bool | None) -> dict:
+    """judge, with the final graph state given as the few values it reads."""
+    fixes = [Fix(**f, attempt=1, detail="ok", for_stage=scenario.fails_at, signature="s") for f in values["fixes"]]
+    state = RunState(request=RunRequest(model="m", chip="cpu"), **values | {"fixes": fixes})
+    return judge(scenario, events, state, mode, verify_ok)
+
+
+def transcript(tmp_path: Path, *, verified: bool = True, rerun: tuple = STAGES, first_fail: str = "import") -> list[Event]:
+    def stage(name: str, ok: bool, attempt: int) -> Event:
         log = tmp_path / f"a{attempt}-{name}.log"
         log.write_text("validator output\n")
-        return {"event": "stage", "stage": name, "ok": ok, "attempt": attempt, "log_path": str(log)}
+        return ev("stage", attempt, stage=name, ok=ok, log_path=str(log))
 
     events = [stage(s, True, 1) for s in STAGES[:STAGES.index(first_fail)]] + [stage(first_fail, False, 1)]
-    events += [{"event": "diagnosis", "category": "install_dependency", "playbook": "missing-module"},
-               {"event": "tool_call", "status": "applied", **FIX}]
+    events += [ev("diagnosis", category="install_dependency", playbook="missing-module"),
+               ev("tool_call", status="applied", **FIX)]
     if verified:
-        events.append({"event": "verification", "ok": True, **FIX})
+        events.append(ev("verification", ok=True, **FIX))
     return events + [stage(s, True, 2) for s in rerun]
 
 
 def test_judge_repaired_only_with_every_validator(tmp_path):
     values = {"passed": list(STAGES), "fixes": [FIX], "attempt": 2}
-    good = judge(SCENARIO, transcript(tmp_path), values, "stages", verify_ok=True)
+    good = judged(SCENARIO, transcript(tmp_path), values, "stages", verify_ok=True)
     assert good["outcome"] == "repaired" and good["as_expected"] and good["attempts"] == 2
     assert good["first_failure"] == "import" and good["first_diagnosis"] == "install_dependency/missing-module"
 
     # Passed, but the fix never went through its tool's verification.
-    unverified = judge(SCENARIO, transcript(tmp_path, verified=False), values, "stages", verify_ok=True)
+    unverified = judged(SCENARIO, transcript(tmp_path, verified=False), values, "stages", verify_ok=True)
     assert unverified["outcome"] == "unvalidated_pass" and not unverified["validators"].fixes_verified
     # Passed, but smoke's validator never ran after the fix.
-    no_smoke = judge(SCENARIO, transcript(tmp_path, rerun=STAGES[:-1]), values, "stages", verify_ok=True)
+    no_smoke = judged(SCENARIO, transcript(tmp_path, rerun=STAGES[:-1]), values, "stages", verify_ok=True)
     assert no_smoke["outcome"] == "unvalidated_pass" and not no_smoke["validators"].stages
     # Passed, but the scenario's own verify command failed (or never ran).
     for verify_ok in (False, None):
-        assert judge(SCENARIO, transcript(tmp_path), values, "stages", verify_ok)["outcome"] == "unvalidated_pass"
+        assert judged(SCENARIO, transcript(tmp_path), values, "stages", verify_ok)["outcome"] == "unvalidated_pass"
     # A stage validator whose log is gone is not evidence.
     events = transcript(tmp_path)
-    Path(events[-1]["log_path"]).unlink()
-    assert judge(SCENARIO, events, values, "stages", verify_ok=True)["outcome"] == "unvalidated_pass"
+    Path(events[-1].log_path).unlink()
+    assert judged(SCENARIO, events, values, "stages", verify_ok=True)["outcome"] == "unvalidated_pass"
     # --until eval: a pass needs the eval gate too.
     done = {**values, "status": "passed"}
-    assert judge(SCENARIO, transcript(tmp_path), done, "eval", True)["outcome"] == "unvalidated_pass"
-    gated = [*transcript(tmp_path), {"event": "eval", "gate_passed": True}]
-    assert judge(SCENARIO, gated, done, "eval", True)["outcome"] == "repaired"
+    assert judged(SCENARIO, transcript(tmp_path), done, "eval", True)["outcome"] == "unvalidated_pass"
+    gated = [*transcript(tmp_path), ev("eval", gate_passed=True)]
+    assert judged(SCENARIO, gated, done, "eval", True)["outcome"] == "repaired"
     # The gate passed but publish refused the card (its own policy): the repair still stands.
     refused = {**values, "status": "publish_failed"}
-    assert judge(SCENARIO, gated, refused, "eval", True)["outcome"] == "repaired"
-    failed_gate = [*transcript(tmp_path), {"event": "eval", "gate_passed": False}]
-    assert judge(SCENARIO, failed_gate, {**values, "status": "eval_failed"}, "eval", True)["outcome"] == "not_repaired"
+    assert judged(SCENARIO, gated, refused, "eval", True)["outcome"] == "repaired"
+    failed_gate = [*transcript(tmp_path), ev("eval", gate_passed=False)]
+    assert judged(SCENARIO, failed_gate, {**values, "status": "eval_failed"}, "eval", True)["outcome"] == "not_repaired"
 
 
 def test_judge_accepts_stages_kept_from_before_a_later_fix(tmp_path):
@@ -138,29 +156,29 @@ def test_judge_accepts_stages_kept_from_before_a_later_fix(tmp_path):
     scenario = SCENARIO.model_copy(update={"fails_at": "operators"})
     second = {"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "reference"}}
     events = transcript(tmp_path, first_fail="operators", rerun=STAGES[:STAGES.index("operators")])
-    events += [{"event": "stage", "stage": "operators", "ok": False, "attempt": 2, "log_path": None},
-               {"event": "tool_call", "status": "applied", **second}, {"event": "verification", "ok": True, **second}]
+    events += [ev("stage", 2, stage="operators", ok=False),
+               ev("tool_call", status="applied", **second), ev("verification", ok=True, **second)]
     for name in STAGES[STAGES.index("operators"):]:
         log = tmp_path / f"a3-{name}.log"
         log.write_text("ok\n")
-        events.append({"event": "stage", "stage": name, "ok": True, "attempt": 3, "log_path": str(log)})
+        events.append(ev("stage", 3, stage=name, ok=True, log_path=str(log)))
     values = {"passed": list(STAGES), "fixes": [FIX, second], "attempt": 3}
-    verdict = judge(scenario, events, values, "stages", verify_ok=True)
+    verdict = judged(scenario, events, values, "stages", verify_ok=True)
     assert verdict["outcome"] == "repaired" and verdict["attempts"] == 3, verdict["validators"]
     # Without the operators stage passing after the second fix, it is not validated.
-    assert judge(scenario, events[:-3], values, "stages", True)["outcome"] == "unvalidated_pass"
+    assert judged(scenario, events[:-3], values, "stages", True)["outcome"] == "unvalidated_pass"
 
 
 def test_judge_names_broken_scenarios_and_failed_repairs(tmp_path):
     values = {"passed": list(STAGES), "fixes": [], "attempt": 1}
-    clean = [{"event": "stage", "stage": s, "ok": True, "log_path": None} for s in STAGES]
-    assert judge(SCENARIO, clean, values, "stages", True)["outcome"] == "did_not_fail"
-    elsewhere = judge(SCENARIO, transcript(tmp_path, first_fail="load"), {**values, "fixes": [FIX]}, "stages", True)
+    clean = [ev("stage", stage=s, ok=True) for s in STAGES]
+    assert judged(SCENARIO, clean, values, "stages", True)["outcome"] == "did_not_fail"
+    elsewhere = judged(SCENARIO, transcript(tmp_path, first_fail="load"), {**values, "fixes": [FIX]}, "stages", True)
     assert elsewhere["outcome"] == "wrong_failure"
-    stuck = judge(SCENARIO, transcript(tmp_path), {"passed": ["install"], "fixes": [FIX], "attempt": 3}, "stages", None)
+    stuck = judged(SCENARIO, transcript(tmp_path), {"passed": ["install"], "fixes": [FIX], "attempt": 3}, "stages", None)
     assert stuck["outcome"] == "not_repaired"
     other_fix = {"tool": "set_env_var", "args": {"name": "X", "value": "1"}}
-    wrong = judge(SCENARIO, transcript(tmp_path), {**values, "fixes": [other_fix]}, "stages", True)
+    wrong = judged(SCENARIO, transcript(tmp_path), {**values, "fixes": [other_fix]}, "stages", True)
     assert not wrong["as_expected"]
 
 
@@ -180,9 +198,9 @@ def test_cheap_scenario_through_the_real_loop(fr_home, tiny_model):
     assert result.first_failure == "install" and result.attempts == 2 and result.as_expected
     assert result.fixes == [{"tool": "install_dependency", "args": {"package": "huggingface-hub", "action": "upgrade"}}]
     assert report.unvalidated_passes == 0 and report.repair_rate == 1.0
-    events = list(read_events(fr_home / "runs" / result.run_id / "transcript.jsonl"))
-    assert any(e["event"] == "note" and "fault injected" in e["message"] for e in events)
-    diagnosis = next(e for e in events if e["event"] == "diagnosis")
-    assert diagnosis["playbook"] == "resolver-pin-unsatisfiable" and diagnosis["stage"] == "install"
+    events = read_events(fr_home / "runs" / result.run_id / "transcript.jsonl")
+    assert any("fault injected" in e.message for e in of_kind(events, NoteEvent))
+    diagnosis = first(events, DiagnosisEvent)
+    assert diagnosis.playbook == "resolver-pin-unsatisfiable" and diagnosis.stage == "install"
     assert json.loads((fr_home / "runs" / result.run_id / "request.json").read_text())["engine"] == "hf"
     assert "repair rate (within 3 attempts): 1/1" in render(report)

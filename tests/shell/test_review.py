@@ -1,6 +1,6 @@
-"""Transcript review: fix history with recipe diffs (rollbacks respected), `transcripts diff`, and the HTML
+"""Transcript review: tool calls with recipe diffs (rollbacks respected), `transcripts diff`, and the HTML
 page rendered in headless Chromium, checked by what it lays out and colours. The transcript here is
-written line by line in the loop's own event shapes, with controlled timestamps; test_batch_e2e.py
+written line by line as the loop's typed events, with controlled timestamps; test_batch_e2e.py
 renders pages of real runs."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fr_agent.core.events import CLASS_OF_KIND
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe, ServePlan
-from fr_agent.shell.review import diff_runs, fix_history, render_run_html, run_events
+from fr_agent.shell.review import diff_runs, render_run_html, run_events, tool_call_history
 from tests.browser import render
 from tests.cli_helpers import fr_agent, one_line_error
 
@@ -21,6 +22,10 @@ BASE = Recipe(model=ModelRef(name="tiny-llama", repo_id="fr-agent/tiny-llama", p
               base_image="fr-agent/cpu-base:bookworm", packages=[PackagePin(name="torch", version="2.13.0"),
                                                                PackagePin(name="transformers", version="5.19.0")],
               serve=ServePlan(engine="hf", engine_args={"max_model_len": 1024}))
+FACTS = {"architecture": "LlamaForCausalLM", "model_type": "llama", "dtype": "bfloat16", "hidden_size": 64,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+         "max_position_embeddings": 512, "params_b": 0.002}
+STARTED = (0, "run_started", {"request": {"model": "tiny-llama", "chip": "cpu"}, "run_dir": "runs/x"})
 METRICS_BAD = [{"name": "greedy_token_agreement", "reference": 1.0, "migrated": 0.8, "abs_diff": 0.2, "pct_diff": 20.0},
                {"name": "top1_agreement", "reference": 1.0, "migrated": 0.97, "abs_diff": 0.03, "pct_diff": 3.0}]
 METRICS_GOOD = [{"name": "greedy_token_agreement", "reference": 1.0, "migrated": 1.0, "abs_diff": 0.0, "pct_diff": 0.0},
@@ -36,8 +41,8 @@ def write_run(runs: Path, run_id: str, events: list[tuple[float, str, dict]]) ->
                                                       "catalog": None}))
     with (run_dir / "transcript.jsonl").open("w") as out:
         for t, kind, fields in events:
-            ts = (T0 + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
-            out.write(json.dumps({"run_id": run_id, "attempt": fields.pop("attempt", 0), **fields, "event": kind, "ts": ts}) + "\n")
+            event = CLASS_OF_KIND[kind](run_id=run_id, ts=T0 + timedelta(seconds=t), **fields)
+            out.write(event.model_dump_json() + "\n")
     return run_dir
 
 
@@ -59,8 +64,8 @@ def repaired_run(runs: Path) -> Path:
     env = {"tool": "set_env_var", "args": {"name": "ONEDNN_MAX_CPU_ISA", "value": "AVX512_CORE_BF16"}}
     dtype = {"tool": "fix_serve_config", "args": {"key": "dtype", "value": "float32"}}
     return write_run(runs, "run-repaired", [
-        (0, "run_started", {"request": {"model": "tiny-llama", "chip": "cpu"}}),
-        (1, "analysis", {"model": BASE.model.model_dump(), "chip": "cpu", "source": "fixture", "facts": {}, "notes": [],
+        STARTED,
+        (1, "analysis", {"model": BASE.model.model_dump(), "chip": "cpu", "source": "fixture", "facts": FACTS, "notes": [],
                          "recipe": BASE.model_dump()}),
         (2, "precheck", {"ok": True, "checks": [{"name": "device", "ok": True, "detail": "cpu: 2 cores", "required": True}]}),
         stage(8, 1, "install", True, 6), stage(15, 1, "import", True, 7), stage(17, 1, "device", True, 2),
@@ -91,24 +96,24 @@ def repaired_run(runs: Path) -> Path:
     ])
 
 
-def test_fix_history_diffs_each_fix_against_the_recipe_it_changed(tmp_path):
-    steps = fix_history(run_events(repaired_run(tmp_path)))
-    assert [(s["tool"], s["status"], s["kept"]) for s in steps] == [
+def test_tool_call_steps_diff_each_fix_against_the_recipe_it_changed(tmp_path):
+    steps = tool_call_history(run_events(repaired_run(tmp_path)))
+    assert [(s.tool, s.status, s.kept) for s in steps] == [
         ("patch_operator", "applied", True), ("set_env_var", "applied", False),
         ("patch_operator", "rejected", False), ("fix_serve_config", "applied", True)]
     ops, env, _, dtype = steps
-    assert [line for line in ops["diff"] if line[:1] in "+-" and line[:3] not in ("+++", "---")] == [
+    assert [line for line in ops.diff if line[:1] in "+-" and line[:3] not in ("+++", "---")] == [
         '-    "reference": []', '+    "reference": [', '+      "rms_norm"', '+    ]']
-    assert any('"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"' in line for line in env["diff"] if line.startswith("+"))
+    assert any('"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"' in line for line in env.diff if line.startswith("+"))
     # The dtype fix is diffed against the rolled-back recipe: the env change it never saw is nowhere in it.
-    changed = [line for line in dtype["diff"] if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    changed = [line for line in dtype.diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert changed == ['-  "dtype": "bfloat16",', '+  "dtype": "float32",']
 
 
 def test_transcripts_diff_sets_two_runs_side_by_side(tmp_path):
     a = repaired_run(tmp_path / "runs")
     b = write_run(tmp_path / "runs", "run-failed", [
-        (0, "run_started", {}), stage(6, 1, "install", True, 6),
+        STARTED, stage(6, 1, "install", True, 6),
         stage(30, 1, "operators", False, 3, "rms_norm: max abs diff 3.1"),
         (40, "run_finished", {"attempt": 1, "status": "failed", "reason": "operators: no untried fix", "fixes": [], "passed": []})])
     (b / "request.json").write_text((a / "request.json").read_text().replace('"engine": "hf"', '"engine": "vllm"'))
@@ -168,12 +173,16 @@ def test_review_page_renders_in_chromium_with_timeline_diagnoses_diffs_and_eval(
 
 
 def test_replay_reads_the_kept_fixes_from_the_published_recipe_or_else_the_transcript(tmp_path, monkeypatch):
+    from fr_agent.agents.repair import with_secrets_from_env
+    from fr_agent.core.config import Settings
     from fr_agent.core.errors import FrAgentError
     from fr_agent.core.recipe import RecipeChange
-    from fr_agent.shell.replay import _unredacted, recorded_fixes
+    from fr_agent.shell.replay import recorded_fixes
+    from fr_agent.shell.runs import Run, read_request
 
     run_dir = repaired_run(tmp_path)
-    fixes, origin = recorded_fixes(run_dir, run_events(run_dir))
+    source = Run(run_dir, read_request(run_dir), Settings())
+    fixes, origin = recorded_fixes(source)
     assert origin == "transcript (verified tool calls)"
     assert [(f.tool, f.args) for f in fixes] == [("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
                                                  ("fix_serve_config", {"key": "dtype", "value": "float32"})]
@@ -181,18 +190,18 @@ def test_replay_reads_the_kept_fixes_from_the_published_recipe_or_else_the_trans
                                               summary="set HF_TOKEN"), env={"HF_TOKEN": "<redacted>"})
     (run_dir / "publish").mkdir()
     (run_dir / "publish" / "recipe.json").write_text(published.model_dump_json())
-    fixes, origin = recorded_fixes(run_dir, run_events(run_dir))
+    fixes, origin = recorded_fixes(source)
     assert origin == "publish/recipe.json" and [f.tool for f in fixes] == ["set_env_var"]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(FrAgentError, match="export HF_TOKEN to replay it"):
-        _unredacted(fixes[0].args, "set_env_var")
+        with_secrets_from_env(fixes[0])
     monkeypatch.setenv("HF_TOKEN", "hf_from_this_environment_0000000000")
-    assert _unredacted(fixes[0].args, "set_env_var") == {"name": "HF_TOKEN", "value": "hf_from_this_environment_0000000000"}
+    assert with_secrets_from_env(fixes[0]).args == {"name": "HF_TOKEN", "value": "hf_from_this_environment_0000000000"}
 
 
 def test_show_html_and_replay_through_the_cli(tmp_path):
     repaired_run(tmp_path / "runs")
-    write_run(tmp_path / "runs", "run-stopped-early", [(0, "run_started", {})])
+    write_run(tmp_path / "runs", "run-stopped-early", [STARTED])
     out = tmp_path / "pages" / "run.html"
     shown = fr_agent("transcripts", "show", "run-repaired", "--html", str(out), home=tmp_path, timeout=120)
     assert shown.returncode == 0 and f"review page: {out}" in shown.stderr
@@ -201,3 +210,22 @@ def test_show_html_and_replay_through_the_cli(tmp_path):
     replay = fr_agent("transcripts", "replay", "run-stopped-early", home=tmp_path, timeout=120)
     assert replay.returncode == 2
     assert "run run-stopped-early never got past analysis: there is no recipe to replay" in one_line_error(replay)
+
+
+def test_a_foreign_transcript_is_a_one_line_error(tmp_path):
+    run_dir = write_run(tmp_path / "runs", "run-foreign", [STARTED])
+    with (run_dir / "transcript.jsonl").open("a") as out:
+        out.write('{"level": "info", "msg": "a line some other tool wrote"}\n')
+    shown = fr_agent("transcripts", "show", "run-foreign", "--json", home=tmp_path, timeout=120)
+    assert shown.returncode == 2 and shown.stdout == ""
+    assert "transcript.jsonl: line 2 is not a transcript event" in one_line_error(shown)
+
+
+def test_show_json_folds_the_typed_events(tmp_path):
+    repaired_run(tmp_path / "runs")
+    shown = fr_agent("transcripts", "show", "run-repaired", "--json", home=tmp_path, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert (summary["started"], summary["finished"]) == ((T0).isoformat(), (T0 + timedelta(seconds=89)).isoformat())
+    assert summary["eval"]["gate_passed"] and summary["eval"]["metrics"][1]["migrated"] == 0.995
+    assert [f["tool"] for f in summary["fixes"]] == ["patch_operator", "fix_serve_config"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
-
 import pytest
 
 from fr_agent.core.config import Settings
@@ -18,6 +16,7 @@ from fr_agent.playbooks.diagnose import diagnose_text
 from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
 from fr_agent.tools import TOOLS, ToolCall, validate_call
 from fr_agent.tools import search_operators
+from tests.sandboxes.fake_sandbox import FakeSandbox
 
 
 def gpu_recipe(**operators) -> Recipe:
@@ -78,7 +77,7 @@ def test_search_resolves_into_a_recorded_selection(tmp_path, monkeypatch):
             return report
 
     monkeypatch.setattr(search_operators, "OperatorSearch", FakeSearch)
-    sandbox = SimpleNamespace(workdir=tmp_path)
+    sandbox = FakeSandbox(tmp_path)
     tool, args = call("search_operators")
     resolved = tool.resolve(sandbox, gpu_recipe(), args, Settings(home=tmp_path))
     assert resolved.include == ["add"] and resolved.exclude == ["mul", "silu"] and resolved.kernels == ["rms_norm"]
@@ -103,7 +102,7 @@ def test_a_search_that_cannot_run_is_a_rejected_call(tmp_path, monkeypatch):
     monkeypatch.setattr(search_operators, "OperatorSearch", Failing)
     tool, args = call("search_operators")
     with pytest.raises(ToolRejected, match="operator search failed: FlagGems is not importable"):
-        tool.resolve(SimpleNamespace(workdir=tmp_path), gpu_recipe(), args, Settings(home=tmp_path))
+        tool.resolve(FakeSandbox(tmp_path), gpu_recipe(), args, Settings(home=tmp_path))
 
 
 def test_flaggems_failures_lead_to_the_search():
@@ -147,7 +146,7 @@ def test_model_probe_verdicts_become_verifications(tmp_path, monkeypatch):
         return verdict
 
     monkeypatch.setattr(search_module.SandboxRunner, "check", check)
-    sandbox = SimpleNamespace(workdir=str(tmp_path))
+    sandbox = FakeSandbox(tmp_path)
     settings = Settings()
     search_tool, search_args = call("search_operators", include=[], exclude=["mul"], kernels=["rms_norm"])
     recipe = search_tool.apply(gpu_recipe(), search_args)

@@ -7,6 +7,7 @@ import pytest
 from fr_agent.core.errors import ToolRejected
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.tools import TOOLS, ToolCall, validate_call
+from tests.sandboxes.fake_sandbox import FakeSandbox
 
 
 @pytest.fixture
@@ -70,11 +71,11 @@ def test_patch_operator_strategies(recipe):
         tool.admit(tool.validate({"op": "conv3d", "strategy": "disable"}), recipe, None)
 
 
-def test_hallucinated_package_is_refused_before_install(recipe):
+def test_hallucinated_package_is_refused_before_install(recipe, tmp_path):
     """Checked against the real package index (PyPI is reachable here and in CI)."""
-    tool = TOOLS["install_dependency"]
+    tool, sandbox = TOOLS["install_dependency"], FakeSandbox(tmp_path)
     with pytest.raises(ToolRejected, match="does not exist on the package index"):
-        tool.admit(tool.validate({"package": "torch-cpu-accelerate-helper-zz9"}), recipe, None)
+        tool.admit(tool.validate({"package": "torch-cpu-accelerate-helper-zz9"}), recipe, sandbox)
     with pytest.raises(ToolRejected, match="has no release"):
-        tool.admit(tool.validate({"package": "six", "version": "99.0.0"}), recipe, None)
-    tool.admit(tool.validate({"package": "six", "version": "1.16.0"}), recipe, None)
+        tool.admit(tool.validate({"package": "six", "version": "99.0.0"}), recipe, sandbox)
+    tool.admit(tool.validate({"package": "six", "version": "1.16.0"}), recipe, sandbox)

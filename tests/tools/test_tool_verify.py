@@ -8,6 +8,7 @@ from fr_agent.core.config import Settings
 from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
 from fr_agent.sandboxes.local import LocalSandbox
 from fr_agent.tools import TOOLS
+from tests.sandboxes.conftest import build_wheel
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,43 @@ def test_install_dependency_verifies_install_and_removal(sandbox):
     assert result.ok and "six 1.16.0 installed; imports six" in result.detail
     tool, args, recipe = applied("install_dependency", recipe, {"package": "six", "action": "remove"})
     assert tool.verify(sandbox, recipe, args, settings).ok
+
+
+@pytest.fixture(scope="module")
+def wheel_box(fr_home, tmp_path_factory) -> LocalSandbox:
+    """A bare sandbox whose installs also resolve from a wheel dir holding a sentencepiece-like wheel (its
+    top_level.txt lists module paths, as sentencepiece 0.2.3's does) and one whose import needs a missing
+    dependency."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    build_wheel(wheels, "fr-spm-like", "0.2.3", {
+        "fr_spm_like/__init__.py": "from fr_spm_like._version import __version__\n",
+        "fr_spm_like/_version.py": "__version__ = '0.2.3'\n",
+        "fr_spm_like-0.2.3.dist-info/top_level.txt": "fr_spm_like\nfr_spm_like/__init__\nfr_spm_like/_version\n"})
+    build_wheel(wheels, "fr-needs-dep", "1.0", {"fr_needs_dep/__init__.py": "import fr_absent_dependency\n"})
+    box = LocalSandbox(tmp_path_factory.mktemp("wheel-box"), fr_home / "cache", fr_home / "hf", find_links=[str(wheels)])
+    assert box.prepare(bare_recipe()).ok
+    return box
+
+
+def bare_recipe() -> Recipe:
+    return Recipe(model=ModelRef(name="m"), chip="cpu", base_image="img", packages=[])
+
+
+def test_install_dependency_verifies_a_package_whose_top_level_lists_paths(wheel_box):
+    tool, args, recipe = applied("install_dependency", bare_recipe(), {"package": "fr-spm-like", "version": "0.2.3"})
+    tool.admit(args, recipe, wheel_box)  # found in the wheel dir, so no index lookup
+    result = tool.verify(wheel_box, recipe, args, Settings())
+    assert result.ok and result.detail == "fr-spm-like 0.2.3 installed; imports fr_spm_like"
+
+
+def test_install_dependency_names_a_failure_in_another_package(wheel_box):
+    """Installed as asked, but its import needs a module nobody installed: failed, saying which and why."""
+    tool, args, recipe = applied("install_dependency", bare_recipe(), {"package": "fr-needs-dep"})
+    result = tool.verify(wheel_box, recipe, args, Settings())
+    assert not result.ok
+    assert result.detail.startswith("fr-needs-dep 1.0 is installed as asked, but importing fr_needs_dep fails in another "
+                                     "package, fr_absent_dependency: ModuleNotFoundError: No module named "
+                                     "'fr_absent_dependency'")
 
 
 def test_set_env_var_is_visible_inside(sandbox):

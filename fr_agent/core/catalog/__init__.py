@@ -13,15 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from fr_agent.core.errors import CatalogError, UnknownChipError, UnknownModelError
-
-DType = Literal["float32", "bfloat16", "float16"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from fr_agent.core.types import DType, Strict, first_error
 
 
 class Detection(Strict):
@@ -132,9 +127,7 @@ def _entries(data: dict, model: type[BaseModel], where: str) -> dict:
         try:
             out[str(key).lower()] = model.model_validate({"name": key, **(raw or {})})
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise CatalogError(f"invalid entry {key!r} in {where}: {loc}: {first['msg']}") from None
+            raise CatalogError(f"invalid entry {key!r} in {where}: {first_error(err)}") from None
     return out
 
 

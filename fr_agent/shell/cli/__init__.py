@@ -20,6 +20,11 @@ from fr_agent.shell.cli import batch as cli_batch, llm as cli_llm, publish as cl
 from fr_agent.shell.cli.llm import open_session, session_hooks
 from fr_agent.core.config import Settings, load_settings
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import (
+    AnalysisEvent, ChatEvent, DiagnosisEvent, EvalEvent, Event, LLMCallEvent, NoteEvent, PlanEvent, PrecheckEvent,
+    StageEvent, ToolCallEvent, VerificationEvent,
+)
+from fr_agent.core.recipe import Recipe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move LLMs onto new AI chips: analyse, precheck, "
                   "attempt, repair, eval, publish.")
@@ -71,54 +76,50 @@ def settings_from(config: Path | None, home: Path | None) -> Settings:
     return load_settings(config, home=home.absolute() if home else None)
 
 
-def show_event(event: dict) -> None:
+def show_event(event: Event) -> None:
     """Live progress: one line per stage, each diagnosis with its evidence, each fix and its check."""
-    kind = event["event"]
-    if kind == "analysis":
-        facts = event["facts"]
-        console.print(f"[bold]analyse[/bold] {event['model']['name']} ({facts['architecture']}, {facts['params_b']}B, "
-                      f"{facts['dtype']}) on {event['chip']} via {event['source']}")
-        recipe = event["recipe"]
-        console.print("  recipe: " + ", ".join(p["name"] + (f"=={p['version']}" if p.get("version") else "")
-                                               for p in recipe["packages"]) + f"; dtype {recipe['dtype']}")
-    elif kind == "precheck":
-        for check in event["checks"]:
-            mark = "[green]ok[/green]" if check["ok"] else "[red]FAIL[/red]"
-            console.print(f"  precheck {check['name']:<13} {mark} {check['detail']}", soft_wrap=True)
-    elif kind == "stage":
-        mark = "[green]✓[/green]" if event["ok"] else "[red]✗[/red]"
-        console.print(f"{mark} attempt {event['attempt']} [bold]{event['stage']:<9}[/bold] {event['duration_s']:7.1f}s  "
-                      f"{escape(event['detail'])}", soft_wrap=True)
-    elif kind == "diagnosis":
-        console.print(f"  [yellow]diagnosis[/yellow] {event['category']}"
-                      + (f" ({event['playbook']})" if event.get("playbook") else "") + f": {escape(event['explanation'])}")
-        for line in event["evidence"][-2:]:
+    if isinstance(event, AnalysisEvent):
+        facts = event.facts
+        console.print(f"[bold]analyse[/bold] {event.model.name} ({facts.architecture}, {facts.params_b}B, "
+                      f"{facts.dtype}) on {event.chip} via {event.source}")
+        recipe = Recipe.model_validate(event.recipe)
+        console.print("  recipe: " + ", ".join(p.requirement() for p in recipe.packages) + f"; dtype {recipe.dtype}")
+    elif isinstance(event, PrecheckEvent):
+        for check in event.checks:
+            mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+            console.print(f"  precheck {check.name:<13} {mark} {check.detail}", soft_wrap=True)
+    elif isinstance(event, StageEvent):
+        mark = "[green]✓[/green]" if event.ok else "[red]✗[/red]"
+        console.print(f"{mark} attempt {event.attempt} [bold]{event.stage:<9}[/bold] {event.duration_s:7.1f}s  "
+                      f"{escape(event.detail)}", soft_wrap=True)
+    elif isinstance(event, DiagnosisEvent):
+        console.print(f"  [yellow]diagnosis[/yellow] {event.category}"
+                      + (f" ({event.playbook})" if event.playbook else "") + f": {escape(event.explanation)}")
+        for line in event.evidence[-2:]:
             console.print(f"    evidence: {escape(line[:300])}", soft_wrap=True)
-    elif kind == "plan":
-        console.print(f"  [cyan]fix[/cyan] {event['tool']}({escape(json.dumps(event['args']))})")
-    elif kind == "tool_call" and event.get("status") in ("rejected", "declined"):
-        console.print(f"  [red]{event['status']}[/red] {event['tool']}({escape(json.dumps(event['args']))}) "
-                      f"{escape(event.get('error', ''))}")
-    elif kind == "verification":
-        mark = "[green]verified[/green]" if event["ok"] else "[red]not verified[/red]"
-        console.print(f"  {mark}: {escape(event['detail'])}")
-    elif kind == "chat":
-        who = "you" if event["role"] == "user" else "planner"
-        console.print(f"  [magenta]{who}:[/magenta] {escape(event['text'])}", soft_wrap=True)
-    elif kind == "llm_call" and event.get("purpose") == "plan":
-        console.print(f"  [dim]llm {event['model']}: {event['total_tokens']} tokens, {event['latency_s']:.1f}s, "
-                      f"${event['cost_usd']:.4f}, calls {', '.join(event['calls']) or 'none'}[/dim]")
-    elif kind == "note" and event.get("reason") and event.get("message") != "resumed":
-        console.print(f"  [yellow]{escape(event['message'])}[/yellow]: {escape(event['reason'])}", soft_wrap=True)
-    elif kind == "eval":
-        console.print(f"[bold]eval[/bold] gate {'passed' if event.get('gate_passed') else 'FAILED'}: "
-                      f"{escape(str(event.get('gate_reason') or event.get('error')))}")
+    elif isinstance(event, PlanEvent):
+        console.print(f"  [cyan]fix[/cyan] {event.tool}({escape(json.dumps(event.args))})")
+    elif isinstance(event, ToolCallEvent) and event.status in ("rejected", "declined"):
+        console.print(f"  [red]{event.status}[/red] {event.tool}({escape(json.dumps(event.args))}) "
+                      f"{escape(event.error or '')}")
+    elif isinstance(event, VerificationEvent):
+        mark = "[green]verified[/green]" if event.ok else "[red]not verified[/red]"
+        console.print(f"  {mark}: {escape(event.detail)}")
+    elif isinstance(event, ChatEvent):
+        who = "you" if event.role == "user" else "planner"
+        console.print(f"  [magenta]{who}:[/magenta] {escape(event.text)}", soft_wrap=True)
+    elif isinstance(event, LLMCallEvent) and event.purpose == "plan":
+        console.print(f"  [dim]llm {event.model}: {event.total_tokens} tokens, {event.latency_s or 0:.1f}s, "
+                      f"${event.cost_usd:.4f}, calls {', '.join(event.calls) or 'none'}[/dim]")
+    elif isinstance(event, NoteEvent) and event.reason and event.message != "resumed":
+        console.print(f"  [yellow]{escape(event.message)}[/yellow]: {escape(event.reason)}", soft_wrap=True)
+    elif isinstance(event, EvalEvent):
+        console.print(f"[bold]eval[/bold] gate {'passed' if event.gate_passed else 'FAILED'}: "
+                      f"{escape(str(event.gate_reason or event.error))}")
 
 
-def print_outcome(run_dir: Path, as_json: bool) -> int:
-    from fr_agent.shell.runs import summarize
-
-    summary = summarize(run_dir)
+def print_outcome(run, as_json: bool) -> int:
+    summary = run.summary()
     if as_json:
         print(json.dumps(summary, indent=2))
         return 0 if summary["status"] == "passed" else 1
@@ -152,8 +153,9 @@ def run(
     planner: Annotated[str, typer.Option(help="playbook (embedded default), llm (an OpenAI-compatible endpoint: "
                                                 "FR_AGENT_LLM_BASE_URL/_MODEL/_API_KEY or llm: in --config), auto "
                                                 "(llm if one is configured and answers, else playbook), or script:FILE")] = "playbook",
-    sandbox: Annotated[str, typer.Option(help="local (venv), docker (containers; see `fr-agent sandbox`) or host "
-                                              "(a venv over the host's preinstalled stack)")] = "local",
+    sandbox: Annotated[Optional[str], typer.Option(help="local (venv), docker (containers; see `fr-agent sandbox`) "
+                                                        "or host (a venv over the host's preinstalled stack) "
+                                                        "[settings' sandbox.kind, local]")] = None,
     with_flaggems: Annotated[bool, typer.Option("--with-flaggems", help="run operators through FlagGems")] = False,
     engine: Annotated[Optional[str], typer.Option(help="vllm (the chip's engine stack, default) or hf "
                                                         "(transformers serving itself: starts in seconds)")] = None,
@@ -164,23 +166,27 @@ def run(
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")] = None,
 ) -> None:
     """Migrate MODEL onto CHIP: a chat-style session that shows each fix with its evidence."""
-    from fr_agent.shell.runs import RunRequest, start_run
+    from fr_agent.core.request import RunRequest
+    from fr_agent.shell.runs import Run
 
     settings = settings_from(config, home)
     if engine not in (None, "vllm", "hf"):
         fail(f"unknown engine {engine!r}: use vllm or hf")
+    sandbox = sandbox or settings.sandbox.kind
+    if sandbox not in ("local", "docker", "host"):
+        fail(f"unknown sandbox {sandbox!r}; use 'local', 'docker' or 'host'")
     request = RunRequest(model=model, chip=chip, planner=planner, sandbox=sandbox, with_flaggems=with_flaggems,
                          engine=engine, catalog=str(catalog) if catalog else None)
-    run_dir = None
+    run = None
     try:
         with sigterm_interrupts():
             approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
                                                             settings.runs_dir), yes, None if as_json else show_event)
-            run_dir, _ = start_run(request, settings, auto_approve=yes, approver=approver, on_event=on_event,
-                                   run_id=run_id)
+            with Run.create(request, settings, run_id=run_id) as run:
+                run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
         interrupted(err, "; the run is checkpointed: `fr-agent resume latest` continues it")
-    raise typer.Exit(print_outcome(run_dir, as_json))
+    raise typer.Exit(print_outcome(run, as_json))
 
 
 @app.command()
@@ -192,19 +198,20 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a killed or interrupted run from its last checkpoint, without redoing passed stages."""
-    from fr_agent.shell.runs import find_run, resume_run
+    from fr_agent.shell.runs import Run
 
     settings = settings_from(config, home)
-    run_dir = find_run(settings, run_id)
+    run = Run.open(settings, run_id)
     try:
         with sigterm_interrupts():
             approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
                                                             settings.runs_dir), yes, None if as_json else show_event,
-                                               run_dir)
-            resume_run(run_dir, settings, auto_approve=yes, approver=approver, on_event=on_event)
+                                               run.files.root)
+            with run:
+                run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
-        interrupted(err, f"; resume again with `fr-agent resume {run_dir.name}`")
-    raise typer.Exit(print_outcome(run_dir, as_json))
+        interrupted(err, f"; resume again with `fr-agent resume {run.id}`")
+    raise typer.Exit(print_outcome(run, as_json))
 
 
 @app.command()
@@ -301,14 +308,14 @@ def transcripts_show(
     html: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained review page here")] = None,
 ) -> None:
     """One run: status, attempts, stages, fixes, eval."""
-    from fr_agent.shell.runs import find_run
+    from fr_agent.shell.runs import Run
 
-    run_dir = find_run(settings_from(config, home), run_id)
+    run = Run.open(settings_from(config, home), run_id)
     if html:
         from fr_agent.shell.cli.batch import write_run_html
 
-        write_run_html(run_dir, html)
-    print_outcome(run_dir, as_json)
+        write_run_html(run.files.root, html)
+    print_outcome(run, as_json)
 
 
 cli_batch.register(app, transcripts_app)  # batch, ray-resources, transcripts diff / replay

@@ -195,17 +195,20 @@ def transcripts_diff(
 
 def transcripts_replay(
     run_id: Annotated[str, typer.Argument(help="run id (or prefix), or 'latest'")],
+    sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="local, docker or host [the source run's]")] = None,
     home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Re-apply RUN's recorded fixes to its analysed recipe without a planner, re-run every stage and the eval."""
     from fr_agent.shell.cli import show_event
     from fr_agent.shell.replay import compare, replay_run
-    from fr_agent.shell.runs import find_run, summarize
+    from fr_agent.shell.runs import Run
 
+    if sandbox not in (None, "local", "docker", "host"):
+        raise FrAgentError(f"unknown sandbox {sandbox!r}; use 'local', 'docker' or 'host'")
     settings = _settings(config, home)
-    source = find_run(settings, run_id)
-    replayed = replay_run(source, settings, on_event=None if as_json else show_event)
-    before, after = summarize(source), summarize(replayed)
+    source = Run.open(settings, run_id)
+    replayed = replay_run(source, settings, sandbox=sandbox, on_event=None if as_json else show_event)
+    before, after = source.summary(), replayed.summary()
     result = compare(before, after)
     if as_json:
         print(json.dumps({"compare": result, "replay": after}, indent=2))

@@ -19,6 +19,8 @@ from fr_agent.core.hints import HintBox
 from fr_agent.shell.chat import ChatSession, approval_answer
 from fr_agent.core.config import load_settings
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.events import Event, RunFinishedEvent, last, read_events
+from fr_agent.core.paths import RunFiles
 
 llm_app = typer.Typer(no_args_is_help=True, help="The LLM planner's endpoint: probe one, or serve a scripted one.")
 console = Console(highlight=False)
@@ -118,11 +120,10 @@ def hint(
 ) -> None:
     """Send a live run a message: its planner reads it at the next round and answers in the run's session."""
     from fr_agent.shell.runs import find_run
-    from fr_agent.core.events import read_events
 
     run_dir = find_run(load_settings(config, home=home.absolute() if home else None), run_id)
-    transcript = run_dir / "transcript.jsonl"
-    if transcript.exists() and any(e["event"] == "run_finished" for e in read_events(transcript)):
+    transcript = RunFiles(run_dir).transcript
+    if transcript.exists() and last(read_events(transcript), RunFinishedEvent):
         raise FrAgentError(f"run {run_dir.name} already finished; a hint reaches only a live or paused run")
     HintBox(run_dir).add(text, "cli")
     console.print(f"hint queued for {run_dir.name}: its planner reads it at the next round and answers in the "
@@ -142,7 +143,7 @@ def open_session(yes: bool, out: Console, runs_dir: Path) -> ChatSession | None:
                        prompt=lambda text: out.print(escape(text), end="", soft_wrap=True), runs_dir=runs_dir)
 
 
-def session_hooks(session: ChatSession | None, yes: bool, show: Callable[[dict], None] | None,
+def session_hooks(session: ChatSession | None, yes: bool, show: Callable[[Event], None] | None,
                   run_dir: Path | None = None):
     """(approver, on_event) for start_run / resume_run. A resumed run's directory is known at once; a new
     run's from its first event."""
@@ -156,7 +157,7 @@ def session_hooks(session: ChatSession | None, yes: bool, show: Callable[[dict],
 
     listeners = [f for f in (show, session.on_event if session else None) if f]
 
-    def on_event(event: dict) -> None:
+    def on_event(event: Event) -> None:
         for listener in listeners:
             listener(event)
 

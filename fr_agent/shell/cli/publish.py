@@ -16,7 +16,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from fr_agent.agents.card_lint import lint_file
+from fr_agent.agents.upload import copy_to_dir, upload_to_hub
+from fr_agent.core.config import load_settings
 from fr_agent.core.errors import FrAgentError, RunFailed
+from fr_agent.shell.runs import Run
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -29,40 +33,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 class CardRejected(RunFailed):
     """The linter found something a user must not see; nothing was published."""
-
-
-def run_state(run_dir: Path) -> dict:
-    """The run's last checkpointed state (recipe, analysis, eval)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    path = run_dir / "checkpoints.sqlite"
-    if not path.exists():
-        raise FrAgentError(f"run {run_dir.name} has no checkpoint")
-    with SqliteSaver.from_conn_string(str(path)) as saver:
-        found = saver.get_tuple({"configurable": {"thread_id": run_dir.name}})
-    if found is None:
-        raise FrAgentError(f"run {run_dir.name} has no checkpoint")
-    return found.checkpoint["channel_values"]
-
-
-def render_release(run_dir: Path, license: str | None):
-    """The run's release folder, rendered again from its recipe and eval (same inputs, same bytes)."""
-    from fr_agent.agents.publish import publish
-    from fr_agent.core.catalog import load_catalog
-    from fr_agent.evals.report import EvalReport
-    from fr_agent.core.recipe import Recipe
-    from fr_agent.shell.runs import RunRequest
-
-    state = run_state(run_dir)
-    if not (run_dir / "eval.json").exists() or "recipe" not in state:
-        raise FrAgentError(f"run {run_dir.name} has no eval: it stopped before the eval agent ran")
-    recipe = Recipe.model_validate(state["recipe"])
-    report = EvalReport.model_validate_json((run_dir / "eval.json").read_text())
-    request = RunRequest.model_validate_json((run_dir / "request.json").read_text())
-    chip = load_catalog(request.catalog).chips.get(recipe.chip)
-    license = license or (state.get("analysis") or {}).get("license") or "apache-2.0"
-    return publish(recipe, report, run_dir / "publish", run_id=run_dir.name,
-                   chip_description=chip.description if chip else "", license=license)
 
 
 def print_findings(findings, source: str, outcome: str = "") -> None:
@@ -92,42 +62,34 @@ def publish_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Render RUN's release (model card, Dockerfile, serve.yaml, eval), lint the card, then upload or copy it."""
-    from fr_agent.agents.card_lint import lint_file
-    from fr_agent.agents.upload import copy_to_dir, upload_to_hub
-    from fr_agent.core.config import load_settings
-    from fr_agent.shell.runs import find_run
-    from fr_agent.core.events import Transcript
-
     if repo_id and to:
         raise FrAgentError("pass either --repo-id or --to, not both")
     if repo_id is not None and (repo_id.count("/") > 1 or not repo_id.strip("/")):
         raise FrAgentError(f"--repo-id {repo_id!r}: expected NAME or OWNER/NAME")
     settings = load_settings(config, home=home.absolute() if home else None)
-    run_dir = find_run(settings, run)
-    release = render_release(run_dir, license)
-    findings = lint_file(release.out_dir / "README.md")
+    run = Run.open(settings, run)
+    release = run.release(license)
+    findings, folder = release.findings, release.rendered.out_dir
     if findings:
         if as_json:
             print(json.dumps({"published": False, "findings": [f.model_dump() for f in findings]}, indent=2))
-        print_findings(findings, str(release.out_dir / "README.md"), ": nothing published")
+        print_findings(findings, str(folder / "README.md"), ": nothing published")
         raise CardRejected("the card did not pass the linter")
     result = None
     if repo_id:
-        result = upload_to_hub(release.out_dir, repo_id, private=not public, dry_run=dry_run,
-                               message=f"fr-agent publish {run_dir.name}")
+        result = upload_to_hub(folder, repo_id, private=not public, dry_run=dry_run,
+                               message=f"fr-agent publish {run.id}")
     elif to:
-        result = copy_to_dir(release.out_dir, to.absolute(), dry_run=dry_run)
+        result = copy_to_dir(folder, to.absolute(), dry_run=dry_run)
     if result and not result.dry_run:
-        transcript = Transcript(run_dir / "transcript.jsonl", run_dir.name)
-        transcript.emit("publish", out_dir=str(release.out_dir), files=[str(f) for f in release.files],
-                        target=result.plan.target, commit=result.commit, changed=result.plan.has_changes)
-        transcript.close()
+        run.record("publish", out_dir=str(folder), files=[str(f) for f in release.rendered.files],
+                   target=result.plan.target, commit=result.commit, changed=result.plan.has_changes)
     if as_json:
-        print(json.dumps({"published": bool(result and not result.dry_run), "folder": str(release.out_dir),
+        print(json.dumps({"published": bool(result and not result.dry_run), "folder": str(folder),
                           "findings": [], **({"upload": result.model_dump(), "has_changes": result.plan.has_changes}
                                              if result else {})}, indent=2))
         return
-    console.print(f"release folder: {release.out_dir} (card lint: clean)")
+    console.print(f"release folder: {folder} (card lint: clean)")
     if result is None:
         console.print("nothing uploaded: pass --repo-id ID or --to DIR")
         return
@@ -149,8 +111,6 @@ def lint_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a model card: metadata, sections, placeholders, scores, gate. Exit 1 on any finding."""
-    from fr_agent.agents.card_lint import lint_file
-
     if not file.is_file():
         raise FrAgentError(f"no such card: {file}")
     try:

@@ -1,0 +1,132 @@
+"""The repair graph driven in-process with a fake sandbox and scripted stages: its limits, its typed
+state, hints delivered once, one admission per call. Fast; the real loop runs in the e2e tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import pytest
+
+from fr_agent.agents import repair
+from fr_agent.agents.analyse import Analysis
+from fr_agent.agents.stages import StageResult
+from fr_agent.core.catalog import ModelFacts, load_catalog
+from fr_agent.core.checks import Precheck
+from fr_agent.core.config import LoopLimits, Settings
+from fr_agent.core.errors import ToolRejected
+from fr_agent.core.hints import HintBox
+from fr_agent.core.paths import RunFiles
+from fr_agent.core.recipe import ModelRef, Recipe
+from fr_agent.core.request import RunRequest
+from fr_agent.core.events import Transcript, read_events
+from fr_agent.playbooks.diagnose import Diagnosis
+from fr_agent.playbooks.planner import PlanRound
+from fr_agent.tools import TOOLS, ToolCall, Verification
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from tests.sandboxes.fake_sandbox import FakeSandbox
+
+FACTS = ModelFacts(architecture="LlamaForCausalLM", model_type="llama", dtype="bfloat16", hidden_size=64,
+                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
+                   max_position_embeddings=256, params_b=0.001)
+RECIPE = Recipe(model=ModelRef(name="tiny"), chip="cpu", base_image="python:3.11", packages=[])
+
+
+class EnvPlanner:
+    """Proposes a new, distinct set_env_var every round, so only a limit can stop the loop."""
+
+    name = "test"
+    start_events: list = []
+
+    def __init__(self):
+        self.rounds: list[PlanRound] = []
+        self.counter = itertools.count()
+
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        self.rounds.append(round)
+        return [ToolCall(tool="set_env_var", args={"name": f"FR_TEST_{next(self.counter)}", "value": "1"})]
+
+
+@pytest.fixture
+def loop(tmp_path, monkeypatch):
+    """A RunContext over a fake sandbox; the import stage always fails; verifications as the test sets."""
+    monkeypatch.setattr(repair, "analyse_model", lambda *a, **k: Analysis(
+        model=RECIPE.model, chip="cpu", source="local", facts=FACTS, weights_available=True, recipe=RECIPE))
+    monkeypatch.setattr(repair, "check_host", lambda *a, **k: Precheck(checks=[], model_path=str(tmp_path)))
+    monkeypatch.setattr(repair, "run_one_stage", lambda stage, recipe, ctx: StageResult(
+        stage=stage, ok=stage != "import", detail="ImportError: no module named nothing", duration_s=0.0))
+    signatures = itertools.count()  # a new failure each time: the loop's "survived its fix" stop stays out
+    monkeypatch.setattr(repair, "diagnose_text", lambda text, stage, timed_out=False: Diagnosis(
+        stage=stage, category="set_env_var", evidence=[text], confidence=0.9, explanation="test",
+        signature=f"sig-{next(signatures)}"))
+    verdicts: list[bool] = []
+    monkeypatch.setitem(TOOLS, "set_env_var", dataclasses.replace(
+        TOOLS["set_env_var"], verify=lambda *a: Verification(ok=verdicts.pop(0) if verdicts else False, detail="v")))
+
+    def make(limits: LoopLimits) -> tuple[repair.RunContext, EnvPlanner, list[bool]]:
+        planner = EnvPlanner()
+        files = RunFiles(tmp_path / "run")
+        files.root.mkdir(exist_ok=True)
+        rt = repair.RunContext(files=files, settings=Settings(home=tmp_path, limits=limits),
+                               catalog=load_catalog(None), sandbox=FakeSandbox(tmp_path / "sandbox"), planner=planner,
+                               transcript=Transcript(files.transcript, "run"), auto_approve=True)
+        return rt, planner, verdicts
+
+    return make
+
+
+def drive(rt: repair.RunContext, thread: str = "t") -> repair.RunState:
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    app = repair.build_graph().compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
+    app.invoke(repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
+    return repair.RunState.model_validate(app.get_state(config).values)
+
+
+def test_fixes_that_keep_failing_their_verification_are_bounded(loop):
+    rt, planner, _ = loop(LoopLimits(max_failed_verifications=3))
+    state = drive(rt)
+    assert state.status == "failed" and state.reason == "limits reached: 3 fixes failed their verification"
+    assert len(planner.rounds) == 3 and state.attempt == 1 and state.fixes == []
+    assert isinstance(state.recipe, Recipe) and state.recipe.env == {}  # every failed fix rolled back
+
+
+def test_verified_fixes_count_attempts_and_stop_at_the_attempt_limit(loop):
+    rt, planner, verdicts = loop(LoopLimits(max_attempts=3))
+    verdicts.extend([True, False, True])
+    state = drive(rt)
+    assert state.reason == "limits reached after 3 attempts"
+    assert [f.tool for f in state.fixes] == ["set_env_var", "set_env_var"] and state.failed_verifications == 1
+    assert state.fixes[0].for_stage == "import" and state.fixes[0].signature == "sig-0"
+
+
+def test_hints_are_delivered_once_and_remembered_in_the_state(loop):
+    rt, planner, _ = loop(LoopLimits(max_failed_verifications=2))
+    hint = HintBox(rt.files.root).add("try float32", "cli")
+    state = drive(rt)
+    assert [h.id for h in planner.rounds[0].hints] == [hint.id] and planner.rounds[1].hints == []
+    assert state.delivered_hints == [hint.id]
+    rt.transcript.close()
+    chats = [e for e in read_events(rt.files.transcript) if e.event == "chat"]
+    assert [c.hint_id for c in chats] == [hint.id]
+
+
+def test_each_distinct_call_is_admitted_once_per_round(monkeypatch, tmp_path):
+    admits: list[dict] = []
+    tool = dataclasses.replace(TOOLS["set_env_var"], admit=lambda args, recipe, sandbox: admits.append(args))
+    monkeypatch.setitem(TOOLS, "set_env_var", tool)
+    check = repair.Admission([], RECIPE, FakeSandbox(tmp_path))
+    call = ToolCall(tool="set_env_var", args={"name": "A", "value": "1"})
+    assert check(call) == check(call) and len(admits) == 1
+    with pytest.raises(ToolRejected):
+        check(ToolCall(tool="no_such_tool", args={}))
+    with pytest.raises(ToolRejected):
+        check(ToolCall(tool="no_such_tool", args={}))
+
+
+def test_graph_nodes_are_named_after_their_functions():
+    graph = repair.build_graph()
+    assert set(graph.nodes) == {node.__name__ for node in repair.NODES}
+    assert Path(repair.__file__).read_text().count("def build_graph") == 1
