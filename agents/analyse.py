@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from pydantic import BaseModel
 
 from fr_agent.core.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
@@ -56,9 +58,6 @@ def facts_from_config(config: dict, params_b: float | None = None) -> ModelFacts
 
 def hub_config(repo_id: str) -> dict | None:
     """config.json from the HF cache or the hub; None when neither has it."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     try:
         return json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text())
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError):
@@ -66,9 +65,6 @@ def hub_config(repo_id: str) -> dict | None:
 
 
 def local_snapshot(repo_id: str) -> Path | None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     try:
         return Path(snapshot_download(repo_id))
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError):
@@ -89,6 +85,7 @@ def resolve_model(name: str, catalog: Catalog, settings: Settings) -> tuple[Mode
     entry = catalog.model(name)
     repo_id = entry.repo_id if entry else name
     if entry and entry.fixture == "tiny-llama":
+        # heavy: the fixture builder imports torch, tokenizers and transformers (the host extra)
         from fr_agent.evals.tiny_model import ensure_tiny_llama
 
         snapshot = ensure_tiny_llama(settings.hf_home, repo_id)

@@ -24,13 +24,13 @@ from pydantic import BaseModel
 
 from fr_agent.evals.render import chart_png, markdown_table
 from fr_agent.evals.report import EvalReport
+from fr_agent.core.paths import EVAL_CHART, EVAL_JSON
 from fr_agent.core.recipe import Recipe, Scalar
 from fr_agent.core.secrets import REDACTED, redact_env, redact_text, redact_value
 
 PYTHON = "python"
 PORT = 8000
 ENV_FILE = "fr-agent.env"
-CHART = "eval.png"
 HF_SERVER = "hf_server.py"
 ENGINE_NAMES = {"vllm": "vLLM", "hf": "fr-agent's transformers server (the hf engine)"}
 
@@ -48,7 +48,7 @@ def publish(recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, c
         "Dockerfile": dockerfile(safe, run_id),
         "serve.yaml": serve_yaml(safe),
         ENV_FILE: env_file(safe),
-        "eval.json": eval_json(safe, report, run_id),
+        EVAL_JSON: eval_json(safe, report, run_id),
         "eval.md": eval_markdown(safe, report),
         "recipe.json": safe.model_dump_json(indent=2) + "\n",
     }
@@ -56,7 +56,7 @@ def publish(recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, c
         rendered[HF_SERVER] = resources.files("fr_agent.sandboxes.probes").joinpath(HF_SERVER).read_text()
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_file(out_dir / name, text) for name, text in rendered.items()]
-    files.append(chart_png(report.summary(), out_dir / CHART, title=f"{recipe.model.name} on {recipe.chip}"))
+    files.append(chart_png(report.summary(), out_dir / EVAL_CHART, title=f"{recipe.model.name} on {recipe.chip}"))
     return PublishResult(out_dir=out_dir, files=files)
 
 
@@ -176,7 +176,7 @@ def eval_section(report: EvalReport, chart: bool = False) -> str:
         eval_table(report),
     ]
     if chart:
-        parts.append(f"![percent difference per metric and serving throughput, reference vs migrated]({CHART})")
+        parts.append(f"![percent difference per metric and serving throughput, reference vs migrated]({EVAL_CHART})")
     parts.append(gate_line(report))
     if report.outcomes:
         parts.append("Suites without rows:\n\n" + "\n".join(f"- {o.suite}: {o.status}, {o.reason}"

@@ -20,24 +20,27 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
-from fr_agent.agents.analyse import Analysis, analyse as analyse_model
+from fr_agent.agents.analyse import Analysis
+from fr_agent.agents.analyse import analyse as analyse_model
 from fr_agent.agents.precheck import precheck as check_host
 from fr_agent.agents.release import render_release
-from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext, run_stage as run_one_stage
+from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext
+from fr_agent.agents.stages import run_stage as run_one_stage
 from fr_agent.core.catalog import Catalog
 from fr_agent.core.config import Settings
-from fr_agent.core.errors import AlreadyTried, FrAgentError, MissingExtra, ToolRejected
+from fr_agent.core.errors import AlreadyTried, FrAgentError, MissingExtra, RunPaused, ToolRejected
 from fr_agent.core.events import Event, EventKind, Transcript
 from fr_agent.core.hints import HintBox
 from fr_agent.core.paths import RunFiles
 from fr_agent.core.recipe import STAGES, Recipe, RecipeChange
 from fr_agent.core.request import RunRequest
 from fr_agent.core.secrets import REDACTED
-from fr_agent.evals.agent import evaluate as evaluate_model, write_artifacts
+from fr_agent.evals.agent import evaluate as evaluate_model
+from fr_agent.evals.agent import write_artifacts
 from fr_agent.evals.report import EvalReport
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
-from fr_agent.playbooks.planner import Planner, PlanRound
+from fr_agent.playbooks.planning import FixOutcome, Planner, PlanRound
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools import ToolCall, validate_call
 
@@ -91,6 +94,8 @@ class RunState(BaseModel):
     failed_verifications: int = 0
     fixed_signature: str | None = None
     delivered_hints: list[str] = []
+    outcomes: list[FixOutcome] = []  # every fix tried, with its outcome: the planner's history of this run
+    llm_tokens: int = 0  # what the planner spent on an LLM in this run (its capability probe included)
     status: str = "running"
     reason: str = ""
     eval: dict | None = None
@@ -99,7 +104,7 @@ class RunState(BaseModel):
 
 # What a checkpoint may rebuild: the state's own types and nothing else (langgraph's serializer allowlist).
 STATE_TYPES = [(t.__module__, t.__name__) for t in (RunRequest, Replay, Analysis, Recipe, Failure, Diagnosis,
-                                                   ToolCall, Fix)]
+                                                   ToolCall, Fix, FixOutcome)]
 
 
 @dataclass
@@ -141,7 +146,24 @@ def stop(status: str, reason: str, **update) -> Command:
 def reject(state: RunState, rt: RunContext, call: ToolCall, err: Exception) -> Command:
     """A call that cannot be applied: recorded as tried, fed back to the planner."""
     rt.emit("tool_call", state.attempt, status="rejected", tool=call.tool, args=call.args, error=str(err))
-    return Command(update={"tried": [*state.tried, call.key()], "pending": None}, goto="plan")
+    outcome = FixOutcome(tool=call.tool, args=call.args, result="rejected", detail=str(err))
+    return Command(update={"tried": [*state.tried, call.key()], "pending": None,
+                           "outcomes": [*state.outcomes, outcome]}, goto="plan")
+
+
+def followed_by(state: RunState, then: str) -> list[FixOutcome]:
+    """The outcomes, with what followed the last one if it is a verified fix whose sequel was not seen yet."""
+    last = state.outcomes[-1] if state.outcomes else None
+    if last is None or last.result != "verified" or last.then:
+        return state.outcomes
+    return [*state.outcomes[:-1], last.model_copy(update={"then": then})]
+
+
+def failed_after(state: RunState, diagnosis: Diagnosis) -> list[FixOutcome]:
+    """A new failure, told of the verified fix before it: the same failure as the one fixed, or another."""
+    same = state.diagnosis is not None and diagnosis.signature == state.diagnosis.signature
+    how = "the same way" if same else f"differently: {(diagnosis.evidence or [''])[-1]}"
+    return followed_by(state, f"then {diagnosis.stage} failed {how}")
 
 
 def admitted(call: ToolCall, tried: list[str] | set[str], recipe: Recipe, sandbox: Sandbox) -> ToolCall:
@@ -157,11 +179,13 @@ def admitted(call: ToolCall, tried: list[str] | set[str], recipe: Recipe, sandbo
 
 class Admission:
     """`admitted` for one planning round, each distinct call judged once: a planner that checks its
-    calls (the LLM planner) and the loop share the verdicts, so one install costs one index request."""
+    calls (the LLM planner) and the loop share the verdicts, so one install costs one index request.
+    `refused`: the round's calls that failed their check (not those already tried), in order."""
 
     def __init__(self, tried: list[str], recipe: Recipe, sandbox: Sandbox):
         self.tried, self.recipe, self.sandbox = tried, recipe, sandbox
         self.verdicts: dict[str, ToolCall | ToolRejected] = {}
+        self.refused: list[FixOutcome] = []
 
     def __call__(self, call: ToolCall) -> ToolCall:
         key = f"{call.tool}:{json.dumps(call.args, sort_keys=True, default=str)}"
@@ -170,6 +194,8 @@ class Admission:
                 self.verdicts[key] = admitted(call, self.tried, self.recipe, self.sandbox)
             except ToolRejected as err:
                 self.verdicts[key] = err
+                if not isinstance(err, AlreadyTried):
+                    self.refused.append(FixOutcome(tool=call.tool, args=call.args, result="rejected", detail=str(err)))
         verdict = self.verdicts[key]
         if isinstance(verdict, ToolRejected):
             raise verdict
@@ -200,9 +226,17 @@ def with_secrets_from_env(change: RecipeChange) -> ToolCall:
         if value == REDACTED:
             name = change.args.get("name") or key
             if name not in os.environ:
-                raise FrAgentError(f"{change.tool} set secret {name}, which is not recorded: export {name} to replay it")
+                raise FrAgentError(f"{change.tool} set secret {name}, which is not recorded: "
+                                   f"export {name} to replay it")
             args[key] = os.environ[name]
     return ToolCall(tool=change.tool, args=args)
+
+
+def after_round(state: RunState, round_: PlanRound, check: Admission, delivered: list[str]) -> dict:
+    """What a planning round leaves in the state: the hints it delivered, the calls its check refused
+    (the planner's own and the loop's), the tokens the planner spent."""
+    return {"delivered_hints": delivered, "outcomes": [*state.outcomes, *check.refused],
+            "llm_tokens": state.llm_tokens + round_.tokens_spent}
 
 
 def limit_reached(state: RunState, limits) -> str | None:
@@ -236,7 +270,8 @@ def precheck(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "fini
     rt.emit("precheck", ok=result.ok, checks=[c.model_dump() for c in result.checks])
     if not result.ok:
         return stop("precheck_failed", "; ".join(f"{c.name}: {c.detail}" for c in result.failures()))
-    recipe = state.recipe.model_copy(update={"model": state.recipe.model.model_copy(update={"path": result.model_path})})
+    model = state.recipe.model.model_copy(update={"path": result.model_path})
+    recipe = state.recipe.model_copy(update={"model": model})
     recipe, note = rt.sandbox.adopt_host_stack(recipe)  # --sandbox host: the pins become what the host has
     if note:
         rt.emit("note", message=note)
@@ -261,8 +296,10 @@ def run_stage(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "dia
         failure = Failure(stage=stage, detail=result.detail, log_path=result.log_path, timed_out=result.timed_out)
         return Command(update={"failure": failure, "passed": passed}, goto="diagnose")
     passed = [*passed, stage]
-    return Command(update={"passed": passed, "failure": None},
-                   goto="evaluate" if len(passed) == len(STAGES) else "run_stage")
+    update = {"passed": passed, "failure": None}
+    if state.diagnosis is not None and stage == state.diagnosis.stage:  # the stage a fix was for passed
+        update["outcomes"] = followed_by(state, f"{stage} passed after it")
+    return Command(update=update, goto="evaluate" if len(passed) == len(STAGES) else "run_stage")
 
 
 def diagnose(state: RunState, runtime: Rt) -> Command[Literal["plan", "finish"]]:
@@ -271,15 +308,15 @@ def diagnose(state: RunState, runtime: Rt) -> Command[Literal["plan", "finish"]]
                  if failure.log_path and Path(failure.log_path).exists()
                  else diagnose_text(failure.detail, failure.stage, timed_out=failure.timed_out))
     rt.emit("diagnosis", state.attempt, **diagnosis.model_dump())
+    update = {"diagnosis": diagnosis, "outcomes": failed_after(state, diagnosis)}
     if diagnosis.signature == state.fixed_signature:
-        return stop("failed", f"{failure.stage}: the failure survived its fix ({diagnosis.evidence[-1]})",
-                    diagnosis=diagnosis)
+        return stop("failed", f"{failure.stage}: the failure survived its fix ({diagnosis.evidence[-1]})", **update)
     if diagnosis.category == "unrepairable":
-        return stop("failed", f"{failure.stage}: unrepairable: {diagnosis.explanation}", diagnosis=diagnosis)
-    return Command(update={"diagnosis": diagnosis}, goto="plan")
+        return stop("failed", f"{failure.stage}: unrepairable: {diagnosis.explanation}", **update)
+    return Command(update=update, goto="plan")
 
 
-def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "finish"]]:
+def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "plan", "finish"]]:
     rt, diagnosis, failure = runtime.context, state.diagnosis, state.failure
     failed = "eval_failed" if failure.stage == "eval" else "failed"
     if reason := limit_reached(state, rt.settings.limits):
@@ -291,9 +328,18 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "finish"]]:
     check = Admission(state.tried, state.recipe, rt.sandbox)
     round_ = PlanRound(diagnosis=diagnosis, tried=set(state.tried), attempt=state.attempt, recipe=state.recipe,
                        failure=failure.model_dump(), hints=hints, sandbox=rt.sandbox,
-                       chip=rt.catalog.chip(state.request.chip), emit=rt.emit, source=rt.planner.name, check=check)
+                       chip=rt.catalog.chip(state.request.chip), emit=rt.emit, source=rt.planner.name, check=check,
+                       outcomes=list(state.outcomes), llm_tokens=state.llm_tokens)
+    try:
+        proposals = rt.planner.propose(round_)
+    except RunPaused:
+        if not round_.tokens_spent:
+            raise  # paused before spending anything: the checkpoint already holds all there is
+        # The run's tokens ran out in a round that had spent some: keep them and plan again, the hints still
+        # pending; a round that cannot ask anything pauses there, before spending.
+        return Command(update=after_round(state, round_, check, state.delivered_hints), goto="plan")
     rejected = []
-    for call in rt.planner.propose(round_)[: rt.settings.limits.max_candidates_per_failure]:
+    for call in proposals[: rt.settings.limits.max_candidates_per_failure]:
         try:
             call = check(call)
         except AlreadyTried:
@@ -304,11 +350,13 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "finish"]]:
             continue
         rt.emit("plan", state.attempt, planner=round_.source, tool=call.tool, args=call.args,
                 explanation=diagnosis.explanation, evidence=diagnosis.evidence)
-        return Command(update={"pending": call, "delivered_hints": delivered}, goto="approve")
+        return Command(update={**after_round(state, round_, check, delivered), "pending": call}, goto="approve")
     if rejected:
-        return stop("failed", f"planner proposed an invalid tool call: {rejected[-1]}", delivered_hints=delivered)
+        return stop("failed", f"planner proposed an invalid tool call: {rejected[-1]}",
+                    **after_round(state, round_, check, delivered))
     what = diagnosis.evidence[-1] if diagnosis.evidence else diagnosis.explanation
-    return stop("failed", f"{failure.stage}: no untried fix for: {what}", delivered_hints=delivered)
+    return stop("failed", f"{failure.stage}: no untried fix for: {what}",
+                **after_round(state, round_, check, delivered))
 
 
 def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"]]:
@@ -319,13 +367,15 @@ def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"
     decision = answer.get("decision", "decline")
     if decision == "decline":
         rt.emit("tool_call", state.attempt, status="declined", tool=call.tool, args=call.args)
-        return Command(update={"tried": [*state.tried, call.key()], "pending": None}, goto="plan")
+        declined = FixOutcome(tool=call.tool, args=call.args, result="declined")
+        return Command(update={"tried": [*state.tried, call.key()], "pending": None,
+                               "outcomes": [*state.outcomes, declined]}, goto="plan")
     if decision == "edit":
         edited = ToolCall.model_construct(tool=call.tool, args=answer.get("args"))
         try:
             edited = admitted(edited, state.tried, state.recipe, rt.sandbox)
-        except ToolRejected as err:
-            return reject(state, rt, edited, err)
+        except ToolRejected as err:  # the user set the proposal aside by editing it: neither comes back
+            return reject(state.model_copy(update={"tried": [*state.tried, call.key()]}), rt, edited, err)
         return Command(update={"pending": edited}, goto="apply_fix")
     return Command(goto="apply_fix")
 
@@ -356,7 +406,10 @@ def verify_fix(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "pl
     verification = tool.verify(rt.sandbox, state.recipe, args, rt.settings)
     rt.emit("verification", state.attempt, tool=call.tool, args=call.args, **verification.model_dump())
     rerun = min(stage_index(tool.rerun_from(args)), stage_index(failed_stage))
-    common = {"tried": [*state.tried, call.key()], "pending": None, "passed": list(STAGES[:rerun])}
+    outcome = FixOutcome(tool=call.tool, args=call.args, result="verified" if verification.ok else "check_failed",
+                         detail=verification.detail)
+    common = {"tried": [*state.tried, call.key()], "pending": None, "passed": list(STAGES[:rerun]),
+              "outcomes": [*state.outcomes, outcome]}
     if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
         if label := rt.sandbox.rollback(fix_label(state)):  # and the environment goes back to before the fix
             rt.emit("note", state.attempt, message=f"sandbox rolled back to {label}")
@@ -394,7 +447,8 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
     accuracy = report.model_copy(update={"metrics": report.accuracy_rows})
     diagnosis = diagnose_eval(accuracy, recipe, rt.catalog.chip(recipe.chip).dtypes)
     rt.emit("diagnosis", state.attempt, **diagnosis.model_dump())
-    update = {"eval": summary, "diagnosis": diagnosis, "failure": Failure(stage="eval", detail=report.gate_reason)}
+    update = {"eval": summary, "diagnosis": diagnosis, "failure": Failure(stage="eval", detail=report.gate_reason),
+              "outcomes": failed_after(state, diagnosis)}
     if diagnosis.signature == state.fixed_signature or not diagnosis.tool_calls:
         return stop("eval_failed", report.gate_reason, **update)
     return Command(update=update, goto="plan")

@@ -14,6 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import RepoFile
 from pydantic import BaseModel
 
 from fr_agent.core.errors import FrAgentError
@@ -60,8 +63,6 @@ def same_content(path: Path, remote) -> bool:
 
 
 def hub_api():
-    from huggingface_hub import HfApi, constants
-
     if constants.is_offline_mode():
         raise FrAgentError("HF_HUB_OFFLINE is set: uploading needs the hub (unset it), or use --to DIR")
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or False)
@@ -73,9 +74,6 @@ def hub_error(err: Exception) -> FrAgentError:
 
 
 def plan_hub(api, repo_id: str, folder: Path) -> UploadPlan:
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.hf_api import RepoFile
-
     files = local_files(folder)
     try:
         remote = {f.path: f for f in api.list_repo_tree(repo_id, recursive=True) if isinstance(f, RepoFile)}
@@ -95,9 +93,6 @@ def plan_hub(api, repo_id: str, folder: Path) -> UploadPlan:
 
 def upload_to_hub(folder: Path, repo_id: str, *, private: bool = True, dry_run: bool = False,
                   message: str = "fr-agent publish") -> UploadResult:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError
-
     api = hub_api()
     if not dry_run and not os.environ.get("HF_TOKEN"):
         raise FrAgentError("HF_TOKEN is not set: export a write token to upload (it is read from the environment "

@@ -44,7 +44,7 @@ def reference_device(model_path: str, settings: EvalSettings) -> str:
     if settings.reference_device != "auto":
         return settings.reference_device
     try:
-        import torch
+        import torch  # heavy: the host extra; only the reference's device choice needs it
 
         if not torch.cuda.is_available():
             return "cpu"
@@ -129,7 +129,7 @@ def evaluate(model_path: str, server_url: str, *, migrated_backend: str, setting
 
     with ExitStack() as stack:
         try:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # heavy: the host extra (checked by require_extra above)
 
             migrated = Endpoint(server_url)  # first: a dead migrated server fails before a reference is started
             stack.callback(migrated.close)

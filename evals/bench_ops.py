@@ -28,6 +28,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+import transformers
+import triton
+import triton.testing
 
 from fr_agent.kernels.registry import KERNELS_DIR, load_kernel
 
@@ -38,8 +41,6 @@ ROPE = dict(batch=4, seq=2048, q_heads=32, k_heads=8, head_dim=128)
 
 def bench(fn) -> float:
     """Eager time (ms): median of triton.testing.do_bench, L2 flushed before each call."""
-    import triton.testing
-
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
@@ -100,7 +101,7 @@ def copy_bandwidth() -> float:
 
 
 def gems():
-    try:
+    try:  # optional: the table shows "n/a" where flag_gems is missing or fails to import
         import flag_gems
 
         return flag_gems
@@ -265,9 +266,6 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def versions(fg) -> str:
-    import transformers
-    import triton
-
     props = torch.cuda.get_device_properties(0)
     try:
         driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],

@@ -7,12 +7,16 @@ diagnosis then falls back to the next signature that matched, or to `unknown`).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from functools import cache
 from importlib import resources
 
 from packaging.version import InvalidVersion, Version
+
+from fr_agent.core.recipe import OperatorPlan
+from fr_agent.kernels import KERNELS
 
 # Import name -> distribution name, where they differ (or where the obvious name is the wrong package).
 MODULE_TO_DISTRIBUTION = {
@@ -186,8 +190,6 @@ def cache_variable(facts: dict, log: str) -> dict | None:
 def torch_logs_setting(facts: dict, log: str) -> dict | None:
     """`Invalid log settings: recompile` with torch's list of valid names after it: each unknown name becomes
     the closest valid one (a typo), or is dropped; nothing left -> `-all` (errors only, torch's quietest)."""
-    import difflib
-
     listed = re.search(r"Valid settings:\s*\n?((?:[\w.]+, )+[\w.]+)", log)
     valid = [v.strip() for v in listed.group(1).split(",")] if listed else []
     kept = []
@@ -306,9 +308,6 @@ def free_port(facts: dict, log: str) -> dict | None:
 @cache
 def registered_ops() -> frozenset[str]:
     """Operator names a recipe can patch: what FlagGems registers, our kernels, the recipe's defaults."""
-    from fr_agent.kernels import KERNELS
-    from fr_agent.core.recipe import OperatorPlan
-
     text = resources.files("fr_agent.playbooks").joinpath("flaggems_ops.txt").read_text()
     names = {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
     return frozenset(names | set(KERNELS) | set(OperatorPlan().ops))

@@ -1,13 +1,14 @@
 """The LLM planner: one conversation per planning round with any OpenAI-compatible endpoint.
 
 The round's context is bounded: the Diagnosis, a log excerpt (evidence, head, tail), the recipe and its
-changes so far, the fixes already tried with their outcome (from the transcript), the playbook
+changes so far, the fixes already tried with their outcome (from the loop's state), the playbook
 candidates as hints, and what the user typed since the last round. The model may call read-only tools
 first; every repair call it makes is checked exactly as the loop will check it (validation, the package
 index, already tried). A refused or missing call is fed back, up to `max_invalid_replies` times; then,
 or when the endpoint fails or the round's tokens are spent, the round follows the playbooks. When the
-run's tokens are spent the run pauses, resumable. Each request is an `llm_call` transcript event
-(tokens, cost, latency) and a line of `llm-conversation.jsonl` in the run directory.
+run's tokens are spent the run pauses, resumable. The run's count of tokens is the loop's: the round
+brings it and takes back what the round spent. Each request is an `llm_call` transcript event (tokens,
+cost, latency) and a line of `llm-conversation.jsonl` in the run directory; neither is read back.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ from pathlib import Path
 
 from fr_agent.core.config import LLMSettings, Settings
 from fr_agent.core.errors import AlreadyTried, FrAgentError, RunPaused, ToolRejected
+from fr_agent.core.secrets import redact_text, redact_value
 from fr_agent.playbooks.diagnose import ANSI, read_bounded
 from fr_agent.playbooks.llm_client import (
-    MIN_COMPLETION_TOKENS, Endpoint, LLMClient, LLMError, LLMReply, ParsedCall, estimate_tokens, probe,
-    resolve_endpoint, strip_calls,
+    MIN_COMPLETION_TOKENS,
+    Endpoint,
+    LLMClient,
+    LLMError,
+    LLMReply,
+    ParsedCall,
+    estimate_tokens,
+    probe,
+    resolve_endpoint,
+    strip_calls,
 )
 from fr_agent.playbooks.llm_tools import ALL_SPECS, INVESTIGATIONS, investigate
-from fr_agent.playbooks.planner import Planner, PlanRound, PlaybookPlanner
-from fr_agent.core.secrets import redact_text, redact_value
+from fr_agent.playbooks.planning import Planner, PlanRound, PlaybookPlanner, call_label
 from fr_agent.tools import TOOLS
 from fr_agent.tools.base import ToolCall
-from fr_agent.core.events import (
-    DiagnosisEvent, Event, LLMCallEvent, StageEvent, ToolCallEvent, VerificationEvent, of_kind, read_events,
-)
-from fr_agent.core.paths import RunFiles
 
 
 def spoken(names: list[str], last: str) -> str:
@@ -94,42 +99,7 @@ def log_excerpt(path: Path, evidence: list[str], limit_chars: int) -> str:
     return "\n".join(out)
 
 
-def call_label(tool: str, args: dict) -> str:
-    return f"{tool} {json.dumps(args, sort_keys=True)}"
-
-
-def fix_outcome_lines(events: list[Event]) -> list[str]:
-    """Every fix tried in this run, with its outcome, as the transcript tells it: one line each, for the prompt."""
-    lines: list[str] = []
-    verified: str | None = None
-    failure: DiagnosisEvent | None = None
-    for event in events:
-        if isinstance(event, ToolCallEvent) and event.status in ("rejected", "declined"):
-            why = f": {event.error}" if event.error else " by the user"
-            lines.append(f"- {call_label(event.tool, event.args)}: {event.status}{why}")
-        elif isinstance(event, VerificationEvent):
-            label = call_label(event.tool, event.args)
-            if event.ok:
-                verified = label
-            else:
-                lines.append(f"- {label}: applied, but its check failed ({event.detail}); rolled back")
-        elif isinstance(event, DiagnosisEvent):
-            if verified:
-                same = failure is not None and event.signature == failure.signature
-                then = "the same way" if same else f"differently: {(event.evidence or [''])[-1]}"
-                lines.append(f"- {verified}: applied and verified; then {event.stage} failed {then}")
-                verified = None
-            failure = event
-        elif (isinstance(event, StageEvent) and verified and event.ok and failure is not None
-              and event.stage == failure.stage):
-            lines.append(f"- {verified}: applied and verified; {event.stage} passed after it")
-            verified = None
-    if verified:
-        lines.append(f"- {verified}: applied and verified")
-    return lines
-
-
-def round_context(round: PlanRound, history: list[str], excerpt_chars: int) -> str:
+def round_context(round: PlanRound, excerpt_chars: int) -> str:
     d = round.diagnosis
     diagnosis = [f"category: {d.category}" + (f" (playbook {d.playbook})" if d.playbook else ""),
                  f"explanation: {d.explanation}", f"confidence: {d.confidence}",
@@ -150,12 +120,15 @@ def round_context(round: PlanRound, history: list[str], excerpt_chars: int) -> s
                   "packages: " + ", ".join(p.requirement() for p in r.packages),
                   "removed: " + (", ".join(r.removed) or "none"),
                   "env: " + (", ".join(f"{k}={v}" for k, v in sorted(r.env.items())) or "none"),
-                  f"serve: {r.serve.engine} via {r.serve.entrypoint}, engine args {json.dumps(r.serve.engine_args, sort_keys=True)}",
+                  f"serve: {r.serve.engine} via {r.serve.entrypoint}, "
+                  f"engine args {json.dumps(r.serve.engine_args, sort_keys=True)}",
                   f"operators: {r.operators.backend} backend; disabled {r.operators.disabled}; "
                   f"reference {r.operators.reference}; cast {r.operators.cast}"]
         parts.append("## Recipe\n" + "\n".join(recipe))
-        parts.append("## Recipe changes so far\n" + ("\n".join(f"- {c.summary} ({c.tool})" for c in r.changes) or "none"))
-    parts.append("## Fixes tried in this run, with their outcome\n" + ("\n".join(history[-20:]) or "none yet"))
+        changes = "\n".join(f"- {c.summary} ({c.tool})" for c in r.changes)
+        parts.append("## Recipe changes so far\n" + (changes or "none"))
+    history = [outcome.line() for outcome in round.outcomes[-20:]]
+    parts.append("## Fixes tried in this run, with their outcome\n" + ("\n".join(history) or "none yet"))
     candidates = [f"- {json.dumps({'tool': c.tool, 'args': c.args}, sort_keys=True)} "
                   f"({'tried' if c.key() in round.tried else 'untried'})" for c in d.tool_calls]
     parts.append("## Playbook candidates (hints, not orders)\n"
@@ -172,11 +145,16 @@ def round_context(round: PlanRound, history: list[str], excerpt_chars: int) -> s
 
 
 class Budget:
-    """Tokens per round and per run. The run's count starts from the transcript, so it survives a resume."""
+    """Tokens per round and per run. The run's count is the loop's (`round.llm_tokens`, from its state) plus
+    what this round spent (`round.tokens_spent`, which the loop adds to its state), so it survives a resume."""
 
-    def __init__(self, settings: LLMSettings, used_before: int, run_id: str):
-        self.settings, self.run_used, self.run_id = settings, used_before, run_id
+    def __init__(self, settings: LLMSettings, round: PlanRound, run_id: str):
+        self.settings, self.round, self.run_id = settings, round, run_id
         self.round_used = 0
+
+    @property
+    def run_used(self) -> int:
+        return self.round.llm_tokens + self.round.tokens_spent
 
     def allowance(self, prompt_estimate: int) -> int:
         """Completion tokens the next request may ask for; the run pauses or the round falls back when
@@ -193,7 +171,7 @@ class Budget:
         return min(self.settings.max_completion_tokens, run_left, round_left)
 
     def spend(self, tokens: int) -> None:
-        self.run_used += tokens
+        self.round.tokens_spent += tokens
         self.round_used += tokens
 
 
@@ -209,18 +187,12 @@ class LLMPlanner:
         self.endpoint, self.settings, self.run_dir = endpoint, settings, run_dir
         self.llm = settings.llm
         self.client = client or LLMClient(endpoint, self.llm)
-        used = sum(e.total_tokens for e in of_kind(self.events(), LLMCallEvent))
-        self.budget = Budget(self.llm, used, run_dir.name if run_dir else "this run")
         self.start_events = [("note", {"message": "planner llm", "reason": f"{endpoint.model} at {endpoint.where}"})]
 
-    def events(self) -> list[Event]:
-        transcript = RunFiles(self.run_dir).transcript if self.run_dir else None
-        return read_events(transcript) if transcript and transcript.exists() else []
-
     def propose(self, round: PlanRound) -> list[ToolCall]:
-        self.budget.round_used = 0
+        budget = Budget(self.llm, round, self.run_dir.name if self.run_dir else "this run")
         try:
-            calls = Conversation(self, round).run()
+            calls = Conversation(self, round, budget).run()
         except FallBack as why:
             round.emit("note", attempt=round.attempt, message="this round follows the playbooks",
                        reason=str(why), planner="llm")
@@ -231,7 +203,7 @@ class LLMPlanner:
         round.source = "llm"
         return calls
 
-    def record(self, round: PlanRound, turn: int, request: dict, reply: LLMReply) -> None:
+    def record(self, round: PlanRound, budget: Budget, turn: int, request: dict, reply: LLMReply) -> None:
         """One request on record: an `llm_call` event, and the exchange in llm-conversation.jsonl (redacted)."""
         usage = reply.usage
         cost = (usage.prompt_tokens * self.llm.price_input_per_mtok
@@ -242,7 +214,7 @@ class LLMPlanner:
                    usage_estimated=usage.estimated, cost_usd=round_cost(cost), latency_s=reply.latency_s,
                    finish_reason=reply.finish_reason, calls=[c.name for c in reply.calls], native_calls=reply.native,
                    think_tags=reply.think_tags, reasoning_chars=len(reply.reasoning_content or reply.thinking or ""),
-                   round_tokens=self.budget.round_used, run_tokens=self.budget.run_used,
+                   round_tokens=budget.round_used, run_tokens=budget.run_used,
                    dropped_features=len(self.client.caps.dropped))
         if self.run_dir is not None:
             line = {"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()}
@@ -257,10 +229,9 @@ def round_cost(cost: float) -> float:
 class Conversation:
     """One round: ask, answer investigations, feed refusals back, until a repair call is accepted."""
 
-    def __init__(self, planner: LLMPlanner, round: PlanRound):
-        self.planner, self.round = planner, round
-        self.history = fix_outcome_lines(planner.events())
-        context = round_context(round, self.history, planner.llm.log_excerpt_chars)
+    def __init__(self, planner: LLMPlanner, round: PlanRound, budget: Budget):
+        self.planner, self.round, self.budget = planner, round, budget
+        context = round_context(round, planner.llm.log_excerpt_chars)
         self.messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": context}]
         self.investigations = 0
         self.refused: list[str] = []
@@ -269,13 +240,13 @@ class Conversation:
         planner, invalid = self.planner, 0
         for turn in range(1, 100):
             prompt_estimate = estimate_tokens(self.messages) + estimate_tokens([s.schema(False) for s in ALL_SPECS])
-            max_tokens = planner.budget.allowance(prompt_estimate)
+            max_tokens = self.budget.allowance(prompt_estimate)
             try:
                 reply = planner.client.chat(self.messages, ALL_SPECS, max_tokens)
             except LLMError as err:
                 raise FallBack(str(err)) from None
-            planner.budget.spend(reply.usage.total)
-            planner.record(self.round, turn, planner.client.last_request, reply)
+            self.budget.spend(reply.usage.total)
+            planner.record(self.round, self.budget, turn, planner.client.last_request, reply)
             self.messages.append(reply.assistant_message)
             words = strip_calls(reply.content) if not reply.native else reply.content
             if words:
@@ -330,7 +301,7 @@ class Conversation:
             return (self.round.check(proposal) if self.round.check else proposal), ""
         except AlreadyTried as err:
             self.refused.append(label)
-            outcome = next((line for line in self.history if err.label and err.label in line), None)
+            outcome = next((o.line() for o in self.round.outcomes if o.label == err.label), None)
             return None, f"refused: {err}" + (f"; its outcome: {outcome.removeprefix('- ')}" if outcome else "") \
                 + "; propose a different fix"
         except ToolRejected as err:
@@ -371,11 +342,13 @@ def llm_planner(settings: Settings, run_dir: Path | None) -> LLMPlanner:
 class AutoPlanner:
     """`--planner auto`: the LLM planner when an endpoint is configured and answers the capability probe
     (asked once, when the run starts or resumes), else the playbook planner. The choice and its reason are
-    announced in the transcript."""
+    announced in the transcript; the probe's tokens are added to the next round's spend, so the loop
+    counts them with the planner's."""
 
     def __init__(self, settings: Settings, run_dir: Path | None):
         self.chosen, self.reason, probe_event = self.choose(settings, run_dir)
         self.name = self.chosen.name
+        self.probe_tokens = probe_event["total_tokens"] if probe_event else 0
         self.start_events = [*([("llm_call", probe_event)] if probe_event else []),
                              ("note", {"message": f"planner auto chose {self.name}", "reason": self.reason})]
 
@@ -392,8 +365,9 @@ class AutoPlanner:
             return PlaybookPlanner(), f"{endpoint.where} failed the capability probe: {why}", event
         planner = LLMPlanner(endpoint, settings, run_dir)
         planner.client.caps = client.caps
-        planner.budget.spend(report.tokens)
         return planner, f"{endpoint.model} at {endpoint.where} answers the capability probe", event
 
     def propose(self, round: PlanRound) -> list[ToolCall]:
+        round.tokens_spent += self.probe_tokens  # before the round asks: the run's budget counts the probe
+        self.probe_tokens = 0
         return self.chosen.propose(round)

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from fr_agent.playbooks.llm_client import ToolSpec
-from fr_agent.playbooks.planner import PlanRound
 from fr_agent.core.secrets import redact_text, redact_value
 from fr_agent.core.types import first_error
+from fr_agent.playbooks.llm_client import ToolSpec
+from fr_agent.playbooks.planning import PlanRound
 from fr_agent.tools import TOOLS
 from fr_agent.tools.base import ToolArgs
 

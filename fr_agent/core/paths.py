@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 REQUEST = "request.json"
@@ -24,40 +23,16 @@ SANDBOX = "sandbox"
 PUBLISH = "publish"
 
 
-@dataclass(frozen=True)
 class RunFiles:
     """The paths of one run's folder."""
 
-    root: Path
-
-    @property
-    def request(self) -> Path:
-        return self.root / REQUEST
-
-    @property
-    def transcript(self) -> Path:
-        return self.root / TRANSCRIPT
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS
-
-    @property
-    def hints(self) -> Path:
-        return self.root / HINTS
-
-    @property
-    def eval_json(self) -> Path:
-        return self.root / EVAL_JSON
-
-    @property
-    def eval_chart(self) -> Path:
-        return self.root / EVAL_CHART
-
-    @property
-    def sandbox(self) -> Path:
-        return self.root / SANDBOX
-
-    @property
-    def publish(self) -> Path:
-        return self.root / PUBLISH
+    def __init__(self, root: Path):
+        self.root = root
+        self.request = root / REQUEST
+        self.transcript = root / TRANSCRIPT
+        self.checkpoints = root / CHECKPOINTS
+        self.hints = root / HINTS
+        self.eval_json = root / EVAL_JSON
+        self.eval_chart = root / EVAL_CHART
+        self.sandbox = root / SANDBOX
+        self.publish = root / PUBLISH

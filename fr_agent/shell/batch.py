@@ -27,12 +27,14 @@ from typing import Annotated, Literal, Protocol
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import read_events
 from fr_agent.core.paths import RunFiles
-from fr_agent.sandboxes.local import stop_process_group
 from fr_agent.core.secrets import redact_text
 from fr_agent.core.types import Strict, first_error
+from fr_agent.sandboxes.local import stop_process_group
+from fr_agent.shell.runs import summarize
 
 # A job's outcome is its run's final status (passed, failed, precheck_failed, eval_failed, publish_failed, error,
 # ...: whatever `run_finished` says) or what became of the process: crashed, timeout; or no_host (no executor
@@ -166,8 +168,6 @@ def _resolve(value: str | None, root: Path) -> str | None:
 
 def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
     """Read, validate and expand a jobs file; every problem is one line (exit 2)."""
-    from fr_agent.core.catalog import load_catalog
-
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
@@ -414,8 +414,6 @@ def _tail(path: str, limit: int = 4000) -> str:
 
 
 def collect(spec: LaunchSpec, exit_code: int | None, seconds: float, timed_out: bool, host: str) -> ProcessResult:
-    from fr_agent.shell.runs import summarize
-
     run_dir = Path(spec.run_dir)
     summary = summarize(run_dir) if (run_dir / "request.json").exists() else None
     return ProcessResult(exit_code=exit_code, seconds=round(seconds, 2), timed_out=timed_out, host=host,
@@ -564,8 +562,6 @@ class Batch:
 
     def next_launch(self, state: JobState) -> LaunchSpec | None:
         """The launch that moves this job on, or None when the job was settled without one."""
-        from fr_agent.shell.runs import summarize
-
         job = state.job
         if state.tries and state.tries[-1].outcome is None:  # a run the last session left unfinished
             attempt = state.tries[-1]

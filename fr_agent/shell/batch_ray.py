@@ -15,8 +15,9 @@ import socket
 
 import ray
 
-from fr_agent.shell.batch import LaunchSpec, ProcessResult, collect, run_to_end
+from fr_agent.agents.precheck import check_device
 from fr_agent.core.catalog import Catalog, ChipProfile
+from fr_agent.shell.batch import LaunchSpec, ProcessResult, collect, run_to_end
 
 RESOURCE_PREFIX = "chip:"
 
@@ -29,8 +30,6 @@ def chip_count(chip: ChipProfile, cpu_slots: int) -> int:
     """How many of this chip the host has: per-card device nodes, or `cpu_slots` for the cpu profile."""
     if chip.torch_device == "cpu":
         return cpu_slots
-    from fr_agent.agents.precheck import check_device
-
     if not check_device(chip).ok:
         return 0
     cards = {n for pattern in chip.detection.device_nodes if any(c.isdigit() or c == "[" for c in pattern)

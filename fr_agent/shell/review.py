@@ -23,6 +23,8 @@ from fr_agent.core.events import (
     AnalysisEvent, DiagnosisEvent, EvalEvent, Event, NoteEvent, PrecheckEvent, StageEvent, ToolCallEvent,
     VerificationEvent, last, of_kind, read_events,
 )
+from fr_agent.shell.runs import summarize
+from fr_agent.tools import ToolCall, validate_call
 
 
 def run_events(run_dir: Path) -> list[Event]:
@@ -54,8 +56,6 @@ class ToolCallStep:
 
 def tool_call_history(events: list[Event]) -> list[ToolCallStep]:
     """Each tool call in order, applied ones diffed against the recipe they changed (after rollbacks)."""
-    from fr_agent.tools import ToolCall, validate_call
-
     steps: list[ToolCallStep] = []
     recipe_before: dict[int, Recipe | None] = {}  # per applied step: the recipe its rollback returns to
     current: Recipe | None = None
@@ -110,8 +110,6 @@ def _run_seconds(events: list[Event]) -> float | None:
 
 def diff_runs(a: Path, b: Path) -> dict:
     """Two runs side by side: request, outcome, stages, fixes, eval metrics, time."""
-    from fr_agent.shell.runs import summarize
-
     sa, sb = summarize(a), summarize(b)
     ea, eb = run_events(a), run_events(b)
     ra, rb = json.loads((a / "request.json").read_text()), json.loads((b / "request.json").read_text())
@@ -301,8 +299,6 @@ def _diff_html(lines: list[str]) -> str:
 
 def run_section(run_dir: Path, anchor: str = "") -> str:
     """The body of a run's review: header, timeline, attempts, diagnoses, tool calls, eval, publish."""
-    from fr_agent.shell.runs import summarize
-
     summary = summarize(run_dir)
     events = run_events(run_dir)
     request = json.loads((run_dir / "request.json").read_text())

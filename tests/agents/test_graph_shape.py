@@ -15,7 +15,7 @@ def test_repair_graph_edges():
         ("approve", "apply_fix"), ("approve", "plan"), ("apply_fix", "verify_fix"),
         ("verify_fix", "run_stage"), ("verify_fix", "plan"),
         ("evaluate", "publish"), ("evaluate", "plan"), ("evaluate", "finish"), ("publish", "finish"),
-        ("finish", "__end__"),
+        ("finish", "__end__"), ("plan", "plan"),
     }
     assert expected <= edges, expected - edges
     assert "flowchart" in graph.draw_mermaid() or "graph" in graph.draw_mermaid()

@@ -1,5 +1,6 @@
 """The repair graph driven in-process with a fake sandbox and scripted stages: its limits, its typed
-state, hints delivered once, one admission per call. Fast; the real loop runs in the e2e tests."""
+state, hints delivered once, one admission per call, the history and token count each round gets from
+the state. Fast; the real loop runs in the e2e tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fr_agent.agents import repair
 from fr_agent.agents.analyse import Analysis
@@ -15,17 +18,15 @@ from fr_agent.agents.stages import StageResult
 from fr_agent.core.catalog import ModelFacts, load_catalog
 from fr_agent.core.checks import Precheck
 from fr_agent.core.config import LoopLimits, Settings
-from fr_agent.core.errors import ToolRejected
+from fr_agent.core.errors import RunPaused, ToolRejected
+from fr_agent.core.events import Transcript, read_events
 from fr_agent.core.hints import HintBox
 from fr_agent.core.paths import RunFiles
 from fr_agent.core.recipe import ModelRef, Recipe
 from fr_agent.core.request import RunRequest
-from fr_agent.core.events import Transcript, read_events
 from fr_agent.playbooks.diagnose import Diagnosis
-from fr_agent.playbooks.planner import PlanRound
+from fr_agent.playbooks.planning import FixOutcome, PlanRound
 from fr_agent.tools import TOOLS, ToolCall, Verification
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from tests.sandboxes.fake_sandbox import FakeSandbox
 
 FACTS = ModelFacts(architecture="LlamaForCausalLM", model_type="llama", dtype="bfloat16", hidden_size=64,
@@ -77,11 +78,23 @@ def loop(tmp_path, monkeypatch):
     return make
 
 
-def drive(rt: repair.RunContext, thread: str = "t") -> repair.RunState:
-    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
-    app = repair.build_graph().compile(checkpointer=saver)
+class SpendingPlanner(EnvPlanner):
+    """Like EnvPlanner, and as the LLM planner does: checks a call the loop refuses first, and spends tokens."""
+
+    def propose(self, round: PlanRound) -> list[ToolCall]:
+        with pytest.raises(ToolRejected):
+            round.check(ToolCall(tool="set_env_var", args={"name": "LD_PRELOAD", "value": "/x.so"}))
+        round.tokens_spent += 7
+        return super().propose(round)
+
+
+def drive(rt: repair.RunContext, thread: str = "t", stop_before: tuple[str, ...] = (),
+          saver: InMemorySaver | None = None) -> repair.RunState:
+    saver = saver or InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    app = repair.build_graph().compile(checkpointer=saver, interrupt_before=list(stop_before) or None)
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
-    app.invoke(repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
+    started = saver.get_tuple(config) is not None  # then go on from the checkpoint, as a resumed run does
+    app.invoke(None if started else repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
     return repair.RunState.model_validate(app.get_state(config).values)
 
 
@@ -130,3 +143,61 @@ def test_graph_nodes_are_named_after_their_functions():
     graph = repair.build_graph()
     assert set(graph.nodes) == {node.__name__ for node in repair.NODES}
     assert Path(repair.__file__).read_text().count("def build_graph") == 1
+
+
+def test_each_round_sees_the_runs_history_and_token_count_from_the_checkpointed_state(loop):
+    rt, _, verdicts = loop(LoopLimits(max_failed_verifications=2))
+    rt.planner = planner = SpendingPlanner()
+    verdicts.extend([True, False])  # verified (then import fails again, another way), then a failed check
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    state = drive(rt, saver=saver)
+    assert len(planner.rounds) == 3 and state.reason == "limits reached: 2 fixes failed their verification"
+    refused = 'set_env_var {"name": "LD_PRELOAD", "value": "/x.so"}: rejected: '
+    assert [o.line() for o in planner.rounds[1].outcomes] == [
+        f"- {refused}{planner.rounds[1].outcomes[0].detail}",
+        '- set_env_var {"name": "FR_TEST_0", "value": "1"}: applied and verified; '
+        "then import failed differently: ImportError: no module named nothing"]
+    second = [(o.tool, o.args.get("name"), o.result) for o in planner.rounds[2].outcomes]
+    assert second[1:] == [("set_env_var", "FR_TEST_0", "verified"),  # the refusal is judged once per round
+                          ("set_env_var", "LD_PRELOAD", "rejected"), ("set_env_var", "FR_TEST_1", "check_failed")]
+    assert [r.llm_tokens for r in planner.rounds] == [0, 7, 14] and state.llm_tokens == 21
+    checkpointed = saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["outcomes"]
+    assert len(checkpointed) == 6 and all(isinstance(o, FixOutcome) for o in checkpointed)  # STATE_TYPES has it
+
+
+def test_a_stage_that_passes_after_a_verified_fix_is_told_in_its_outcome(loop, monkeypatch):
+    rt, planner, verdicts = loop(LoopLimits())
+    monkeypatch.setattr(repair, "run_one_stage", lambda stage, recipe, ctx: StageResult(
+        stage=stage, ok=stage != "import" or ctx.attempt > 1, detail="ImportError: x", duration_s=0.0))
+    monkeypatch.setattr(repair, "LIVE_STAGES", ())  # no engine server here: the passed stages stay passed
+    verdicts.append(True)
+    state = drive(rt, stop_before=("evaluate",))
+    assert [o.line() for o in state.outcomes] == [
+        '- set_env_var {"name": "FR_TEST_0", "value": "1"}: applied and verified; import passed after it']
+
+
+def test_a_round_cut_by_a_pause_keeps_its_tokens_and_the_resumed_round_counts_them(loop):
+    class PausingPlanner(EnvPlanner):
+        """Spends 5 tokens, then finds the run's budget spent; after the resume, plans."""
+
+        budget = 5
+
+        def propose(self, round: PlanRound) -> list[ToolCall]:
+            self.rounds.append(round)
+            if round.llm_tokens + 5 > self.budget:  # before asking: nothing spent in this round
+                raise RunPaused("budget spent")
+            round.tokens_spent += 5
+            if round.llm_tokens + round.tokens_spent + 5 > self.budget:  # mid-round
+                raise RunPaused("budget spent")
+            return [ToolCall(tool="set_env_var", args={"name": "FR_TEST", "value": "1"})]
+
+    rt, _, _ = loop(LoopLimits(max_failed_verifications=1))
+    rt.planner = planner = PausingPlanner()
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    with pytest.raises(RunPaused):
+        drive(rt, saver=saver)
+    assert [r.llm_tokens for r in planner.rounds] == [0, 5]  # planned again with the spend kept; paused at once
+    planner.budget = 100  # resumed with a bigger budget
+    state = drive(rt, saver=saver)
+    assert [r.llm_tokens for r in planner.rounds] == [0, 5, 5] and state.llm_tokens == 10
+    assert state.outcomes[-1].result == "check_failed"

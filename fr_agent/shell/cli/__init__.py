@@ -1,4 +1,5 @@
-"""fr-agent's command line: a chat-style `run`, `resume`, the catalog, transcripts and diagnosis."""
+"""fr-agent's command line: a chat-style `run`, `resume`, the catalog, transcripts and diagnosis. Builds the
+app and registers the subcommand modules; what they share (consoles, options, printing) is in `common`."""
 
 from __future__ import annotations
 
@@ -12,37 +13,27 @@ from typing import Annotated, Optional
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fr_agent.shell.cli import batch as cli_batch, llm as cli_llm, publish as cli_publish
-from fr_agent.shell.cli.llm import open_session, session_hooks
-from fr_agent.core.config import Settings, load_settings
+from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
-from fr_agent.core.events import (
-    AnalysisEvent, ChatEvent, DiagnosisEvent, EvalEvent, Event, LLMCallEvent, NoteEvent, PlanEvent, PrecheckEvent,
-    StageEvent, ToolCallEvent, VerificationEvent,
+from fr_agent.core.request import RunRequest
+from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
+from fr_agent.shell.cli import batch as cli_batch, bench as cli_bench, llm as cli_llm, publish as cli_publish
+from fr_agent.shell.cli import sandbox as cli_sandbox
+from fr_agent.shell.cli.batch import write_run_html
+from fr_agent.shell.cli.common import (
+    ConfigOpt, HomeOpt, JsonOpt, console, err_console, fail, print_outcome, settings_from, show_event,
 )
-from fr_agent.core.recipe import Recipe
+from fr_agent.shell.cli.llm import open_session, session_hooks
+from fr_agent.shell.runs import Run, run_dirs, summarize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move LLMs onto new AI chips: analyse, precheck, "
                   "attempt, repair, eval, publish.")
 transcripts_app = typer.Typer(no_args_is_help=True, help="Review runs afterwards.")
 app.add_typer(transcripts_app, name="transcripts")
-from fr_agent.shell.cli.sandbox import sandbox_app  # noqa: E402  (the `sandbox` command group)
-app.add_typer(sandbox_app, name="sandbox")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (limits, timeouts, sandbox)")]
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live [env FR_AGENT_HOME, ./.fr-agent]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-
-
-def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
+app.add_typer(cli_sandbox.sandbox_app, name="sandbox")  # setup, engine, status, prune
 
 
 class Terminated(KeyboardInterrupt):
@@ -72,79 +63,6 @@ def interrupted(err: KeyboardInterrupt, message: str) -> None:
          143 if isinstance(err, Terminated) else 130)
 
 
-def settings_from(config: Path | None, home: Path | None) -> Settings:
-    return load_settings(config, home=home.absolute() if home else None)
-
-
-def show_event(event: Event) -> None:
-    """Live progress: one line per stage, each diagnosis with its evidence, each fix and its check."""
-    if isinstance(event, AnalysisEvent):
-        facts = event.facts
-        console.print(f"[bold]analyse[/bold] {event.model.name} ({facts.architecture}, {facts.params_b}B, "
-                      f"{facts.dtype}) on {event.chip} via {event.source}")
-        recipe = Recipe.model_validate(event.recipe)
-        console.print("  recipe: " + ", ".join(p.requirement() for p in recipe.packages) + f"; dtype {recipe.dtype}")
-    elif isinstance(event, PrecheckEvent):
-        for check in event.checks:
-            mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
-            console.print(f"  precheck {check.name:<13} {mark} {check.detail}", soft_wrap=True)
-    elif isinstance(event, StageEvent):
-        mark = "[green]✓[/green]" if event.ok else "[red]✗[/red]"
-        console.print(f"{mark} attempt {event.attempt} [bold]{event.stage:<9}[/bold] {event.duration_s:7.1f}s  "
-                      f"{escape(event.detail)}", soft_wrap=True)
-    elif isinstance(event, DiagnosisEvent):
-        console.print(f"  [yellow]diagnosis[/yellow] {event.category}"
-                      + (f" ({event.playbook})" if event.playbook else "") + f": {escape(event.explanation)}")
-        for line in event.evidence[-2:]:
-            console.print(f"    evidence: {escape(line[:300])}", soft_wrap=True)
-    elif isinstance(event, PlanEvent):
-        console.print(f"  [cyan]fix[/cyan] {event.tool}({escape(json.dumps(event.args))})")
-    elif isinstance(event, ToolCallEvent) and event.status in ("rejected", "declined"):
-        console.print(f"  [red]{event.status}[/red] {event.tool}({escape(json.dumps(event.args))}) "
-                      f"{escape(event.error or '')}")
-    elif isinstance(event, VerificationEvent):
-        mark = "[green]verified[/green]" if event.ok else "[red]not verified[/red]"
-        console.print(f"  {mark}: {escape(event.detail)}")
-    elif isinstance(event, ChatEvent):
-        who = "you" if event.role == "user" else "planner"
-        console.print(f"  [magenta]{who}:[/magenta] {escape(event.text)}", soft_wrap=True)
-    elif isinstance(event, LLMCallEvent) and event.purpose == "plan":
-        console.print(f"  [dim]llm {event.model}: {event.total_tokens} tokens, {event.latency_s or 0:.1f}s, "
-                      f"${event.cost_usd:.4f}, calls {', '.join(event.calls) or 'none'}[/dim]")
-    elif isinstance(event, NoteEvent) and event.reason and event.message != "resumed":
-        console.print(f"  [yellow]{escape(event.message)}[/yellow]: {escape(event.reason)}", soft_wrap=True)
-    elif isinstance(event, EvalEvent):
-        console.print(f"[bold]eval[/bold] gate {'passed' if event.gate_passed else 'FAILED'}: "
-                      f"{escape(str(event.gate_reason or event.error))}")
-
-
-def print_outcome(run, as_json: bool) -> int:
-    summary = run.summary()
-    if as_json:
-        print(json.dumps(summary, indent=2))
-        return 0 if summary["status"] == "passed" else 1
-    table = Table(title="stages")
-    for column in ("attempt", "stage", "ok", "seconds", "detail"):
-        table.add_column(column)
-    for s in summary["stages"]:
-        table.add_row(str(s["attempt"]), s["stage"], "✓" if s["ok"] else "✗", f"{s['duration_s']:.1f}", escape((s["detail"] or "")[:90]))
-    console.print(table)
-    console.print(f"attempts: {summary['attempts']}; fixes applied and verified: {len(summary['fixes'])}")
-    for fix in summary["fixes"]:
-        console.print(f"  - {fix['tool']}({escape(json.dumps(fix['args']))}) → {escape(fix['detail'])}")
-    if summary["eval"] and summary["eval"].get("metrics"):
-        from fr_agent.evals.render import gate_text, rich_table
-
-        console.print(rich_table(summary["eval"]))
-        console.print(escape(gate_text(summary["eval"])), soft_wrap=True)
-    color = "green" if summary["status"] == "passed" else "red"
-    console.print(f"[{color}]{summary['status']}[/{color}]: {escape(summary['reason'])}", soft_wrap=True)
-    console.print(f"transcript: {summary['transcript']}")
-    if summary["publish_dir"]:
-        console.print(f"publish folder: {summary['publish_dir']}")
-    return 0 if summary["status"] == "passed" else 1
-
-
 @app.command()
 def run(
     model: Annotated[str, typer.Argument(help="catalog name, HF repo id, or local model directory")],
@@ -166,9 +84,6 @@ def run(
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")] = None,
 ) -> None:
     """Migrate MODEL onto CHIP: a chat-style session that shows each fix with its evidence."""
-    from fr_agent.core.request import RunRequest
-    from fr_agent.shell.runs import Run
-
     settings = settings_from(config, home)
     if engine not in (None, "vllm", "hf"):
         fail(f"unknown engine {engine!r}: use vllm or hf")
@@ -198,8 +113,6 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a killed or interrupted run from its last checkpoint, without redoing passed stages."""
-    from fr_agent.shell.runs import Run
-
     settings = settings_from(config, home)
     run = Run.open(settings, run_id)
     try:
@@ -217,8 +130,6 @@ def resume(
 @app.command()
 def chips(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
     """The chip profiles fr-agent knows."""
-    from fr_agent.core.catalog import load_catalog
-
     cat = load_catalog(str(catalog) if catalog else None)
     if as_json:
         print(json.dumps({k: v.model_dump() for k, v in cat.chips.items()}, indent=2))
@@ -235,8 +146,6 @@ def chips(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: Js
 @app.command()
 def models(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
     """The models in the catalog (any HF repo id or local directory works too)."""
-    from fr_agent.core.catalog import load_catalog
-
     cat = load_catalog(str(catalog) if catalog else None)
     if as_json:
         print(json.dumps({k: v.model_dump() for k, v in cat.models.items()}, indent=2))
@@ -257,8 +166,6 @@ def diagnose(
     as_json: JsonOpt = False,
 ) -> None:
     """Read a raw failure log (any size, any bytes) and print its diagnosis; --json: one JSON object."""
-    from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
-
     if log == "-":
         diagnosis = diagnose_stream(sys.stdin.buffer, stage)
     else:
@@ -284,8 +191,6 @@ def diagnose(
 @transcripts_app.command("list")
 def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """All runs, newest last."""
-    from fr_agent.shell.runs import run_dirs, summarize
-
     rows = [summarize(d) for d in run_dirs(settings_from(config, home))]
     if as_json:
         print(json.dumps([{k: r[k] for k in ("run_id", "model", "chip", "status", "attempts", "started", "finished")}
@@ -308,19 +213,14 @@ def transcripts_show(
     html: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained review page here")] = None,
 ) -> None:
     """One run: status, attempts, stages, fixes, eval."""
-    from fr_agent.shell.runs import Run
-
     run = Run.open(settings_from(config, home), run_id)
     if html:
-        from fr_agent.shell.cli.batch import write_run_html
-
         write_run_html(run.files.root, html)
     print_outcome(run, as_json)
 
 
 cli_batch.register(app, transcripts_app)  # batch, ray-resources, transcripts diff / replay
-from fr_agent.shell.cli.bench import bench_app  # noqa: E402  (the `bench` command group: diagnose, repair)
-app.add_typer(bench_app, name="bench")
+app.add_typer(cli_bench.bench_app, name="bench")  # diagnose, repair
 cli_llm.register(app)  # llm check / serve-scripted, hint
 cli_publish.register(app)  # publish RUN, card lint
 

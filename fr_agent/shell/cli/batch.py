@@ -9,24 +9,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live [env FR_AGENT_HOME, ./.fr-agent]")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (limits, timeouts, sandbox)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-
-
-def _settings(config: Path | None, home: Path | None):
-    from fr_agent.core.config import load_settings
-
-    return load_settings(config, home=home.absolute() if home else None)
+from fr_agent.shell.batch import Batch, BatchLock, Interrupted, LocalExecutor, load_jobs, open_batch, summary_rows
+from fr_agent.shell.cli.common import ConfigOpt, HomeOpt, JsonOpt, console, err_console, settings_from, show_event
+from fr_agent.shell.replay import compare, replay_run
+from fr_agent.shell.review import diff_runs, render_batch_html, render_run_html
+from fr_agent.shell.runs import Run, find_run
 
 
 def write_html(text: str, out: Path) -> None:
@@ -38,8 +30,6 @@ def write_html(text: str, out: Path) -> None:
 
 
 def write_run_html(run_dir: Path, out: Path) -> None:
-    from fr_agent.shell.review import render_run_html
-
     write_html(render_run_html(run_dir), out)
     err_console.print(f"review page: {out}")
 
@@ -77,9 +67,7 @@ def batch(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a matrix of model × chip × options headless: retries, a concurrency limit, resumable after a crash."""
-    from fr_agent.shell.batch import Batch, BatchLock, Interrupted, LocalExecutor, load_jobs, open_batch, summary_rows
-
-    settings = _settings(None, home)
+    settings = settings_from(None, home)
     spec, jobs = load_jobs(jobs_file)
     if executor not in ("local", "ray"):
         raise FrAgentError(f"unknown executor {executor!r}: use local or ray")
@@ -98,12 +86,10 @@ def batch(
     directory, state = open_batch(jobs_file, settings.home, resume=resume, batch_dir=batch_dir)
     with BatchLock(directory):
         if executor == "ray":
-            try:
+            try:  # optional: batch_ray imports ray (the ray extra)
                 from fr_agent.shell.batch_ray import RayExecutor
             except ImportError:
                 raise FrAgentError("the Ray executor needs ray: pip install 'fr-agent[ray]'") from None
-            from fr_agent.core.catalog import load_catalog
-
             runner = RayExecutor(address, load_catalog(spec.catalog), cpu_slots)
         else:
             runner = LocalExecutor()
@@ -130,8 +116,6 @@ def batch(
                 runner.close()
     rows = [r for r in summary_rows(state) if r["job"] in {j.id for j in jobs}]
     if html:
-        from fr_agent.shell.review import render_batch_html
-
         write_html(render_batch_html(rows, settings.runs_dir, state.batch_id), html)
     if as_json:
         print(json.dumps({"batch_id": state.batch_id, "batch_dir": str(directory), "executor": executor,
@@ -152,8 +136,7 @@ def ray_resources(
     catalog: Annotated[Optional[Path], typer.Option(help="directory with chips.yaml")] = None,
 ) -> None:
     """This host's chips as Ray custom resources, for `ray start --resources "$(fr-agent ray-resources)"`."""
-    from fr_agent.shell.batch_ray import host_resources
-    from fr_agent.core.catalog import load_catalog
+    from fr_agent.shell.batch_ray import host_resources  # optional: batch_ray imports ray (the ray extra)
 
     print(json.dumps(host_resources(load_catalog(str(catalog) if catalog else None), cpu_slots)))
 
@@ -164,10 +147,7 @@ def transcripts_diff(
     home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Two runs side by side: request, outcome, stages per attempt, fixes, eval metrics, time."""
-    from fr_agent.shell.review import diff_runs
-    from fr_agent.shell.runs import find_run
-
-    settings = _settings(config, home)
+    settings = settings_from(config, home)
     diff = diff_runs(find_run(settings, run_a), find_run(settings, run_b))
     if as_json:
         print(json.dumps(diff, indent=2))
@@ -199,13 +179,9 @@ def transcripts_replay(
     home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Re-apply RUN's recorded fixes to its analysed recipe without a planner, re-run every stage and the eval."""
-    from fr_agent.shell.cli import show_event
-    from fr_agent.shell.replay import compare, replay_run
-    from fr_agent.shell.runs import Run
-
     if sandbox not in (None, "local", "docker", "host"):
         raise FrAgentError(f"unknown sandbox {sandbox!r}; use 'local', 'docker' or 'host'")
-    settings = _settings(config, home)
+    settings = settings_from(config, home)
     source = Run.open(settings, run_id)
     replayed = replay_run(source, settings, sandbox=sandbox, on_event=None if as_json else show_event)
     before, after = source.summary(), replayed.summary()

@@ -7,6 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from fr_agent.core.errors import FrAgentError
+from fr_agent.shell import bench_diagnose as diagnosis_bench
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: diagnosis accuracy on real logs, the repair loop on "
                         "broken recipes.")
 
@@ -19,10 +22,8 @@ def bench_diagnose(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list the misses")] = False,
 ) -> None:
     """Category and parameter accuracy per category on the labelled corpus, and speed."""
-    from fr_agent.shell.bench_diagnose import render, run
-
-    report = run(corpus, big_mb)
-    print(report.model_dump_json(indent=2) if as_json else render(report, verbose))
+    report = diagnosis_bench.run(corpus, big_mb)
+    print(report.model_dump_json(indent=2) if as_json else diagnosis_bench.render(report, verbose))
 
 
 @bench_app.command("repair")
@@ -38,7 +39,7 @@ def bench_repair(
 ) -> None:
     """Run the repair-benchmark scenarios through the loop: repair rate, attempts, wall time, and any pass
     whose validator did not run (non-zero exit then, or when a scenario's fault did not bite)."""
-    from fr_agent.core.errors import FrAgentError
+    # heavy: bench_repair builds the tiny-llama fixture, so it imports torch and transformers (the host extra)
     from fr_agent.shell.bench_repair import render, render_row, run
 
     try:

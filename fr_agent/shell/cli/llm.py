@@ -15,16 +15,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fr_agent.core.hints import HintBox
-from fr_agent.shell.chat import ChatSession, approval_answer
 from fr_agent.core.config import load_settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import Event, RunFinishedEvent, last, read_events
+from fr_agent.core.hints import HintBox
 from fr_agent.core.paths import RunFiles
+from fr_agent.playbooks.llm_client import probe, resolve_endpoint
+from fr_agent.playbooks.llm_planner import NO_ENDPOINT
+from fr_agent.playbooks.scripted_llm import Script, ScriptedLLM, ScriptedServer, load_script, replay_script
+from fr_agent.shell.chat import ChatSession, approval_answer
+from fr_agent.shell.cli.common import console, err_console, settings_from
+from fr_agent.shell.runs import find_run
 
 llm_app = typer.Typer(no_args_is_help=True, help="The LLM planner's endpoint: probe one, or serve a scripted one.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 BUILTIN_SCRIPTS = {"follow-candidates": "fr_agent.playbooks.scripted_llm:follow_candidates"}
 
@@ -42,9 +45,6 @@ def check(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Probe an OpenAI-compatible endpoint and print what it can do for the planner (key: FR_AGENT_LLM_API_KEY)."""
-    from fr_agent.playbooks.llm_client import probe, resolve_endpoint
-    from fr_agent.playbooks.llm_planner import NO_ENDPOINT
-
     settings = load_settings(config)
     llm = settings.llm.model_copy(update={k: v for k, v in (("base_url", base_url), ("model", model)) if v})
     env = dict(os.environ)  # flags win over the env
@@ -89,8 +89,6 @@ def serve_scripted(
     record: Annotated[Optional[Path], typer.Option(help="append every exchange to this JSON-lines file")] = None,
 ) -> None:
     """Serve the scripted LLM over HTTP (OpenAI chat completions) for offline demos and tests."""
-    from fr_agent.playbooks.scripted_llm import Script, ScriptedLLM, ScriptedServer, load_script, replay_script
-
     if script in BUILTIN_SCRIPTS:
         loaded, base = Script(respond=BUILTIN_SCRIPTS[script]), None
     else:
@@ -119,9 +117,7 @@ def hint(
     config: Annotated[Optional[Path], typer.Option("--config")] = None,
 ) -> None:
     """Send a live run a message: its planner reads it at the next round and answers in the run's session."""
-    from fr_agent.shell.runs import find_run
-
-    run_dir = find_run(load_settings(config, home=home.absolute() if home else None), run_id)
+    run_dir = find_run(settings_from(config, home), run_id)
     transcript = RunFiles(run_dir).transcript
     if transcript.exists() and last(read_events(transcript), RunFinishedEvent):
         raise FrAgentError(f"run {run_dir.name} already finished; a hint reaches only a live or paused run")

@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from fr_agent.agents.card_lint import lint_file
 from fr_agent.agents.upload import copy_to_dir, upload_to_hub
-from fr_agent.core.config import load_settings
 from fr_agent.core.errors import FrAgentError, RunFailed
+from fr_agent.shell.cli.common import ConfigOpt, HomeOpt, JsonOpt, console, err_console, settings_from
 from fr_agent.shell.runs import Run
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 card_app = typer.Typer(no_args_is_help=True, help="Model cards: lint one before it is published.")
-
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live [env FR_AGENT_HOME, ./.fr-agent]")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (limits, timeouts, sandbox)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 class CardRejected(RunFailed):
@@ -66,7 +59,7 @@ def publish_command(
         raise FrAgentError("pass either --repo-id or --to, not both")
     if repo_id is not None and (repo_id.count("/") > 1 or not repo_id.strip("/")):
         raise FrAgentError(f"--repo-id {repo_id!r}: expected NAME or OWNER/NAME")
-    settings = load_settings(config, home=home.absolute() if home else None)
+    settings = settings_from(config, home)
     run = Run.open(settings, run)
     release = run.release(license)
     findings, folder = release.findings, release.rendered.out_dir

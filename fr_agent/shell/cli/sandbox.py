@@ -3,33 +3,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
+from fr_agent.sandboxes.docker_engine import connect, engine_paths, engine_url, private_data_root, start_private_engine
+from fr_agent.sandboxes.docker_images import build_sandbox_image
+from fr_agent.shell.cli.common import HomeOpt, console, fail, settings_from
 
 sandbox_app = typer.Typer(no_args_is_help=True, help="Docker sandboxes: build images, start an engine, clean up.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live [env FR_AGENT_HOME, ./.fr-agent]")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (sandbox.docker: host, limits)")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _settings(config: Path | None, home: Path | None):
-    from fr_agent.core.config import load_settings
-
-    return load_settings(config, home=home.absolute() if home else None)
 
 
 @sandbox_app.command()
@@ -40,12 +30,8 @@ def setup(
     home: HomeOpt = None,
 ) -> None:
     """Build the sandbox image of each chip (its base image first: pulled, or for cpu bootstrapped here)."""
-    from fr_agent.core.catalog import load_catalog
-    from fr_agent.sandboxes.docker_engine import connect
-    from fr_agent.sandboxes.docker_images import build_sandbox_image
-
     try:
-        settings = _settings(config, home)
+        settings = settings_from(config, home)
         profiles = [load_catalog(str(catalog) if catalog else None).chip(name) for name in chip]
         client = connect(settings.home, settings.sandbox.docker.host, timeout=600)
         for profile in profiles:
@@ -56,7 +42,7 @@ def setup(
             console.print(f"[green]ok[/green] {profile.name}: {tag} ({size:.0f} MiB, FROM {profile.base_image}) "
                           f"in {time.monotonic() - started:.1f}s; log {log}", soft_wrap=True)
     except FrAgentError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @sandbox_app.command()
@@ -67,26 +53,21 @@ def engine(
 ) -> None:
     """Start a private Docker engine (dockerd with its own data root and socket under FR_AGENT_HOME, no
     iptables, no bridge); `--sandbox docker` finds it without DOCKER_HOST."""
-    import os
-    import signal
-
-    from fr_agent.sandboxes.docker_engine import engine_paths, private_data_root, start_private_engine
-
-    settings = _settings(config, home)
+    settings = settings_from(config, home)
     paths = engine_paths(private_data_root(settings.home))
     if stop:
         try:
             pid = int(paths.pidfile.read_text())
             os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
-            _fail(f"no private engine running for {settings.home}")
+            fail(f"no private engine running for {settings.home}")
         console.print(f"stopping dockerd (pid {pid})")
         return
     try:
         started = time.monotonic()
         private = start_private_engine(paths.data_root)
     except FrAgentError as err:
-        _fail(str(err))
+        fail(str(err))
     state = "already running" if private.process is None else f"started in {time.monotonic() - started:.1f}s"
     console.print(f"dockerd {state} on {private.url} (data root {paths.data_root}, log {paths.log})")
     console.print(f"other docker clients: export DOCKER_HOST={private.url}")
@@ -95,13 +76,11 @@ def engine(
 @sandbox_app.command()
 def status(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """The engine in use, the sandbox images and the runs' images."""
-    from fr_agent.sandboxes.docker_engine import connect, engine_url
-
-    settings = _settings(config, home)
+    settings = settings_from(config, home)
     try:
         client = connect(settings.home, settings.sandbox.docker.host)
     except FrAgentError as err:
-        _fail(str(err))
+        fail(str(err))
     version = client.version()
     url = engine_url(settings.home, settings.sandbox.docker.host)
     console.print(f"engine {url} (Docker {version.get('Version')}, API {version.get('ApiVersion')})")
@@ -118,13 +97,11 @@ def prune(
     home: HomeOpt = None,
 ) -> None:
     """Remove the runs' images (their environments and snapshots); the sandbox images stay unless --all."""
-    from fr_agent.sandboxes.docker_engine import connect
-
-    settings = _settings(config, home)
+    settings = settings_from(config, home)
     try:
         client = connect(settings.home, settings.sandbox.docker.host)
     except FrAgentError as err:
-        _fail(str(err))
+        fail(str(err))
     containers = client.containers.list(all=True, filters={"label": "fr-agent.run"})  # left by killed runs
     for container in containers:
         container.remove(force=True)
