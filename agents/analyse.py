@@ -49,8 +49,11 @@ def facts_from_config(config: dict, params_b: float | None = None) -> ModelFacts
         architecture=(config.get("architectures") or ["unknown"])[0],
         model_type=config.get("model_type", "unknown"),
         dtype=str(config.get("dtype") or config.get("torch_dtype") or "bfloat16").replace("torch.", ""),
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=config.get("num_key_value_heads", heads), vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=config.get("num_key_value_heads", heads),
+        vocab_size=vocab,
         max_position_embeddings=config.get("max_position_embeddings", 2048),
         params_b=params_b if params_b is not None else round(estimate, 4),
     )
@@ -71,7 +74,9 @@ def local_snapshot(repo_id: str) -> Path | None:
         return None
 
 
-def resolve_model(name: str, catalog: Catalog, settings: Settings) -> tuple[ModelRef, str, ModelFacts, ModelEntry | None, bool]:
+def resolve_model(
+    name: str, catalog: Catalog, settings: Settings
+) -> tuple[ModelRef, str, ModelFacts, ModelEntry | None, bool]:
     path = Path(name).expanduser()
     looks_like_path = name.startswith((".", "/", "~")) or path.exists()
     if looks_like_path:
@@ -94,10 +99,13 @@ def resolve_model(name: str, catalog: Catalog, settings: Settings) -> tuple[Mode
     if "/" not in repo_id and entry is None:
         raise UnknownModelError(
             f"unknown model {name!r}: not in the catalog (see `fr-agent models`), not a local directory, "
-            "and not an org/name hub id")
+            "and not an org/name hub id"
+        )
     config = hub_config(repo_id)
     if config is None and entry is None:
-        raise UnknownModelError(f"unknown model {name!r}: not in the catalog and not found in the HF cache or on the hub")
+        raise UnknownModelError(
+            f"unknown model {name!r}: not in the catalog and not found in the HF cache or on the hub"
+        )
     if config is None:
         return ModelRef(name=entry.name, repo_id=repo_id), "catalog-facts", entry.facts, entry, False
     snapshot = local_snapshot(repo_id) if os.environ.get("HF_HUB_OFFLINE") else None
@@ -138,8 +146,14 @@ def cpu_kv_cache_gib(facts: ModelFacts, max_model_len: int, dtype: str) -> int:
     return max(1, min(need, int(host_memory_gib() / 4)))
 
 
-def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust_remote_code: bool,
-                    with_flaggems: bool = False, engine: str | None = None) -> Recipe:
+def starting_recipe(
+    model: ModelRef,
+    facts: ModelFacts,
+    chip: ChipProfile,
+    trust_remote_code: bool,
+    with_flaggems: bool = False,
+    engine: str | None = None,
+) -> Recipe:
     engine = engine or chip.engine.name
     torch_pin = PackagePin(name=chip.torch.package, version=chip.torch.version)
     engine_pins = engine_packages(chip, engine)
@@ -159,24 +173,49 @@ def starting_recipe(model: ModelRef, facts: ModelFacts, chip: ChipProfile, trust
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib(facts, engine_args["max_model_len"], dtype))
     gems_pins = [PackagePin(name="flag-gems", version=FLAG_GEMS_VERSION)] if with_flaggems else []
     return Recipe(
-        model=model, chip=chip.name, base_image=chip.base_image, torch_device=chip.torch_device,
-        dtype=dtype, packages=[torch_pin, *engine_pins, *gems_pins], env=env,
+        model=model,
+        chip=chip.name,
+        base_image=chip.base_image,
+        torch_device=chip.torch_device,
+        dtype=dtype,
+        packages=[torch_pin, *engine_pins, *gems_pins],
+        env=env,
         operators=OperatorPlan(backend="flaggems" if with_flaggems else "torch"),
         serve=ServePlan(engine=engine, engine_args=engine_args),
     )
 
 
-def analyse(model_name: str, chip_name: str, catalog: Catalog, settings: Settings, *, with_flaggems: bool = False,
-            engine: str | None = None) -> Analysis:
+def analyse(
+    model_name: str,
+    chip_name: str,
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    with_flaggems: bool = False,
+    engine: str | None = None,
+) -> Analysis:
     chip = catalog.chip(chip_name)
     model, source, facts, entry, weights = resolve_model(model_name, catalog, settings)
     trust = bool(entry and entry.trust_remote_code)
     notes = []
     if engine not in (None, "vllm", "hf"):
         raise FrAgentError(f"unknown engine {engine!r}: use vllm or hf")
-    if (facts.num_attention_heads and facts.hidden_size // facts.num_attention_heads < 32 and chip.name == "cpu"
-            and (engine or chip.engine.name) == "vllm"):
+    if (
+        facts.num_attention_heads
+        and facts.hidden_size // facts.num_attention_heads < 32
+        and chip.name == "cpu"
+        and (engine or chip.engine.name) == "vllm"
+    ):
         notes.append("head_dim < 32: vLLM's CPU attention needs head_dim >= 32")
     recipe = starting_recipe(model, facts, chip, trust, with_flaggems, engine)
-    return Analysis(model=model, chip=chip.name, source=source, facts=facts, trust_remote_code=trust,
-                    weights_available=weights, license=entry.license if entry else None, recipe=recipe, notes=notes)
+    return Analysis(
+        model=model,
+        chip=chip.name,
+        source=source,
+        facts=facts,
+        trust_remote_code=trust,
+        weights_available=weights,
+        license=entry.license if entry else None,
+        recipe=recipe,
+        notes=notes,
+    )

@@ -20,7 +20,8 @@ from fr_agent.agents.publish import SECTIONS
 PLACEHOLDERS = re.compile(
     r"More Information Needed|\bTODO\b|\bTBD\b|\bFIXME\b|\bXXX\b|\{\{|\}\}|<your[ _-]|lorem ipsum|\bplaceholder\b"
     r"|\[insert|\bcoming soon\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 MISSING = {"", "-", "—", "n/a", "na", "nan", "none", "null", "inf", "-inf", "?"}
 EVAL_SECTION = "Eval: reference vs migrated"
 
@@ -77,8 +78,12 @@ def metadata_findings(meta: dict) -> list[Finding]:
 
 
 def placeholder_findings(text: str) -> list[Finding]:
-    return [Finding(rule="placeholder", message=f"placeholder text {match.group(0)!r}", line=number)
-            for number, line in enumerate(text.splitlines(), 1) for match in [PLACEHOLDERS.search(line)] if match]
+    return [
+        Finding(rule="placeholder", message=f"placeholder text {match.group(0)!r}", line=number)
+        for number, line in enumerate(text.splitlines(), 1)
+        for match in [PLACEHOLDERS.search(line)]
+        if match
+    ]
 
 
 def split_sections(body: str) -> dict[str, tuple[int, str]]:
@@ -112,8 +117,9 @@ def eval_findings(start: int, section: str, offset: int = 0) -> list[Finding]:
         for column, cell in (("reference", cells[1]), ("migrated", cells[2])):
             value = parse_number(cell)
             if value is None:
-                findings.append(Finding(rule="score", message=f"{name}: {column} score is missing ({cell!r})",
-                                        line=number))
+                findings.append(
+                    Finding(rule="score", message=f"{name}: {column} score is missing ({cell!r})", line=number)
+                )
             elif value == 0:
                 findings.append(Finding(rule="score", message=f"{name}: {column} score is zero", line=number))
     if rows == 0:

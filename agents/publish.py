@@ -13,20 +13,19 @@ import json
 import math
 import re
 import shlex
+from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from importlib import resources
 
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from pydantic import BaseModel
 
-from fr_agent.evals.render import chart_png, markdown_table
-from fr_agent.evals.report import EvalReport
 from fr_agent.core.paths import EVAL_CHART, EVAL_JSON
 from fr_agent.core.recipe import Recipe, Scalar
 from fr_agent.core.secrets import REDACTED, redact_env, redact_text, redact_value
+from fr_agent.evals.render import chart_png, markdown_table
+from fr_agent.evals.report import EvalReport
 
 PYTHON = "python"
 PORT = 8000
@@ -40,8 +39,15 @@ class PublishResult(BaseModel):
     files: list[Path]
 
 
-def publish(recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, chip_description: str = "",
-            license: str = "apache-2.0") -> PublishResult:
+def publish(
+    recipe: Recipe,
+    report: EvalReport,
+    out_dir: Path,
+    *,
+    run_id: str,
+    chip_description: str = "",
+    license: str = "apache-2.0",
+) -> PublishResult:
     safe = redacted_recipe(recipe)
     rendered = {
         "README.md": model_card(safe, report, run_id=run_id, chip_description=chip_description, license=license),
@@ -66,6 +72,7 @@ def write_file(path: Path, text: str) -> Path:
 
 
 # --- the recipe as published ------------------------------------------------------------------
+
 
 def redacted_recipe(recipe: Recipe) -> Recipe:
     """The recipe with secrets replaced: env, engine args and tool-change args alike."""
@@ -103,10 +110,12 @@ def serve_argv(recipe: Recipe, host: str = "127.0.0.1") -> list[str]:
 def image_tag(recipe: Recipe) -> str:
     def slug(text: str) -> str:
         return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+
     return f"fr-agent/{slug(recipe.model.name)}-{slug(recipe.chip)}"
 
 
 # --- Dockerfile, serve.yaml, env file ----------------------------------------------------------
+
 
 def dockerfile(recipe: Recipe, run_id: str) -> str:
     lines = [f"# {recipe.model.name} on {recipe.chip}, built by fr-agent run {run_id}.", f"FROM {recipe.base_image}"]
@@ -132,15 +141,28 @@ def docker_quote(value: str) -> str:
 
 
 def serve_config(recipe: Recipe) -> list[dict[str, Any]]:
-    engine_args: dict[str, Scalar] = {"model": model_source(recipe), "host": "0.0.0.0", "port": PORT,
-                                      "dtype": recipe.dtype, **recipe.serve.engine_args}
-    return [{"serve_id": f"{recipe.serve.engine}_model", "engine": recipe.serve.engine, "engine_args": engine_args,
-             "env": public_env(recipe)}]
+    engine_args: dict[str, Scalar] = {
+        "model": model_source(recipe),
+        "host": "0.0.0.0",
+        "port": PORT,
+        "dtype": recipe.dtype,
+        **recipe.serve.engine_args,
+    }
+    return [
+        {
+            "serve_id": f"{recipe.serve.engine}_model",
+            "engine": recipe.serve.engine,
+            "engine_args": engine_args,
+            "env": public_env(recipe),
+        }
+    ]
 
 
 def serve_yaml(recipe: Recipe) -> str:
-    header = "".join(f"# {name} is a secret and is not written here: export it before serving.\n"
-                     for name in secret_env_names(recipe))
+    header = "".join(
+        f"# {name} is a secret and is not written here: export it before serving.\n"
+        for name in secret_env_names(recipe)
+    )
     return header + yaml.safe_dump(serve_config(recipe), sort_keys=False, default_flow_style=False)
 
 
@@ -156,6 +178,7 @@ def env_file(recipe: Recipe) -> str:
 
 
 # --- eval ---------------------------------------------------------------------------------------
+
 
 def gate_line(report: EvalReport) -> str:
     verdict = "passed" if report.gate_passed else "failed"
@@ -179,8 +202,9 @@ def eval_section(report: EvalReport, chart: bool = False) -> str:
         parts.append(f"![percent difference per metric and serving throughput, reference vs migrated]({EVAL_CHART})")
     parts.append(gate_line(report))
     if report.outcomes:
-        parts.append("Suites without rows:\n\n" + "\n".join(f"- {o.suite}: {o.status}, {o.reason}"
-                                                              for o in report.outcomes))
+        parts.append(
+            "Suites without rows:\n\n" + "\n".join(f"- {o.suite}: {o.status}, {o.reason}" for o in report.outcomes)
+        )
     return "\n\n".join(parts)
 
 
@@ -211,9 +235,19 @@ SECTIONS = ("Introduction", "Eval: reference vs migrated", "How to run", "Recipe
 
 def model_card(recipe: Recipe, report: EvalReport, *, run_id: str, chip_description: str, license: str) -> str:
     tags = list(dict.fromkeys(["fr-agent", recipe.chip, recipe.serve.engine, recipe.dtype]))
-    data = ModelCardData(base_model=base_model(recipe), license=license, tags=tags, pipeline_tag="text-generation",
-                         fr_agent={"run_id": run_id, "chip": recipe.chip, "engine": recipe.serve.engine,
-                                   "dtype": recipe.dtype, "gate_passed": report.gate_passed})
+    data = ModelCardData(
+        base_model=base_model(recipe),
+        license=license,
+        tags=tags,
+        pipeline_tag="text-generation",
+        fr_agent={
+            "run_id": run_id,
+            "chip": recipe.chip,
+            "engine": recipe.serve.engine,
+            "dtype": recipe.dtype,
+            "gate_passed": report.gate_passed,
+        },
+    )
     bodies = [
         introduction(recipe, report, run_id, chip_description),
         eval_section(report, chart=True),
@@ -222,8 +256,10 @@ def model_card(recipe: Recipe, report: EvalReport, *, run_id: str, chip_descript
         technical_overview(recipe, report),
         licence_section(recipe, license),
     ]
-    sections = [f"# {recipe.model.name} on {recipe.chip}",
-                *(f"## {title}\n\n{body}" for title, body in zip(SECTIONS, bodies))]
+    sections = [
+        f"# {recipe.model.name} on {recipe.chip}",
+        *(f"## {title}\n\n{body}" for title, body in zip(SECTIONS, bodies)),
+    ]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"))
 
 
@@ -235,26 +271,33 @@ def introduction(recipe: Recipe, report: EvalReport, run_id: str, chip_descripti
     chip = f"{recipe.chip} ({chip_description})" if chip_description else recipe.chip
     verdict = "passed" if report.gate_passed else "did not pass"
     fixes = len(recipe.changes)
-    repaired = ("The base recipe ran as it was: no fix was needed." if not fixes else
-                f"{fixes} fix{'es' if fixes > 1 else ''} to the base recipe {'were' if fixes > 1 else 'was'} found and "
-                "verified automatically (see the technical overview).")
-    return (f"`{base_model(recipe)}` migrated to {chip} by fr-agent run `{run_id}`. It runs in the image "
-            f"`{recipe.base_image}` on torch device `{recipe.torch_device}` in {recipe.dtype}, served by "
-            f"{engine_name(recipe)} behind an OpenAI-compatible API. The weights are the original ones, unchanged. "
-            f"{repaired} Against the reference ({report.reference_backend}) it {verdict} the eval gate: "
-            f"{report.gate_reason}.")
+    repaired = (
+        "The base recipe ran as it was: no fix was needed."
+        if not fixes
+        else f"{fixes} fix{'es' if fixes > 1 else ''} to the base recipe {'were' if fixes > 1 else 'was'} found and "
+        "verified automatically (see the technical overview)."
+    )
+    return (
+        f"`{base_model(recipe)}` migrated to {chip} by fr-agent run `{run_id}`. It runs in the image "
+        f"`{recipe.base_image}` on torch device `{recipe.torch_device}` in {recipe.dtype}, served by "
+        f"{engine_name(recipe)} behind an OpenAI-compatible API. The weights are the original ones, unchanged. "
+        f"{repaired} Against the reference ({report.reference_backend}) it {verdict} the eval gate: "
+        f"{report.gate_reason}."
+    )
 
 
 def technical_overview(recipe: Recipe, report: EvalReport) -> str:
-    return "\n\n".join([
-        "fr-agent analysed the model and the chip profile, pre-checked the machine, then ran the migration in a "
-        "sandbox stage by stage (install, import, device, load, operators, serve, smoke). Each failure was "
-        "diagnosed from its log and repaired with one typed tool call; each fix was verified on its own before "
-        "the failed stage ran again. The passing recipe was then evaluated against the reference.",
-        "Fixes applied, in order:\n\n" + fixes_section(recipe),
-        "How the eval measures (both sides get the same token ids, items and scoring, through the same "
-        "OpenAI-compatible client):\n\n" + "\n".join(f"- {line}" for line in METHOD),
-    ])
+    return "\n\n".join(
+        [
+            "fr-agent analysed the model and the chip profile, pre-checked the machine, then ran the migration in a "
+            "sandbox stage by stage (install, import, device, load, operators, serve, smoke). Each failure was "
+            "diagnosed from its log and repaired with one typed tool call; each fix was verified on its own before "
+            "the failed stage ran again. The passing recipe was then evaluated against the reference.",
+            "Fixes applied, in order:\n\n" + fixes_section(recipe),
+            "How the eval measures (both sides get the same token ids, items and scoring, through the same "
+            "OpenAI-compatible client):\n\n" + "\n".join(f"- {line}" for line in METHOD),
+        ]
+    )
 
 
 METHOD = [
@@ -281,8 +324,10 @@ def how_to_run(recipe: Recipe) -> str:
         code("shell", f"docker build -t {image_tag(recipe)} .\n{shlex.join(docker_run_argv(recipe))}"),
     ]
     if not recipe.torch_device.startswith(("cpu", "cuda")):
-        parts.append(f"The container also needs the {recipe.chip} devices, passed the way `{recipe.base_image}` "
-                     "documents for its chips.")
+        parts.append(
+            f"The container also needs the {recipe.chip} devices, passed the way `{recipe.base_image}` "
+            "documents for its chips."
+        )
     parts += [
         f"Without Docker, in an environment with the recipe's packages, load `{ENV_FILE}` and start the server:",
         code("shell", f"set -a; . ./{ENV_FILE}; set +a\n{shlex.join(serve_argv(recipe))}"),
@@ -324,36 +369,46 @@ def env_needed(recipe: Recipe) -> str:
 
 def recipe_section(recipe: Recipe) -> str:
     ops = recipe.operators
-    return "\n\n".join([
-        f"Base image `{recipe.base_image}`, Python {recipe.python}, torch device `{recipe.torch_device}`, "
-        f"dtype {recipe.dtype}, engine {recipe.serve.engine}"
-        + (f" ({recipe.serve.entrypoint})." if recipe.serve.engine == "vllm" else "."),
-        "Packages (pinned):\n\n" + bullets(p.requirement() for p in recipe.packages),
-        "Removed packages:\n\n" + bullets(recipe.removed),
-        "Environment:\n\n" + bullets(f"{name}={value}" for name, value in recipe.env.items()),
-        "Operator plan:\n\n" + bullets([
-            f"backend: {ops.backend}",
-            f"ops: {', '.join(ops.ops) or 'none'}",
-            f"disabled: {', '.join(ops.disabled) or 'none'}",
-            f"forced to torch reference: {', '.join(ops.reference) or 'none'}",
-            f"cast: {', '.join(f'{op} in {dtype}' for op, dtype in ops.cast.items()) or 'none'}",
-        ], code_span=False),
-        "Engine args:\n\n" + bullets(f"{key}: {value}" for key, value in sorted(recipe.serve.engine_args.items())),
-        "The full recipe is in `recipe.json`.",
-    ])
+    return "\n\n".join(
+        [
+            f"Base image `{recipe.base_image}`, Python {recipe.python}, torch device `{recipe.torch_device}`, "
+            f"dtype {recipe.dtype}, engine {recipe.serve.engine}"
+            + (f" ({recipe.serve.entrypoint})." if recipe.serve.engine == "vllm" else "."),
+            "Packages (pinned):\n\n" + bullets(p.requirement() for p in recipe.packages),
+            "Removed packages:\n\n" + bullets(recipe.removed),
+            "Environment:\n\n" + bullets(f"{name}={value}" for name, value in recipe.env.items()),
+            "Operator plan:\n\n"
+            + bullets(
+                [
+                    f"backend: {ops.backend}",
+                    f"ops: {', '.join(ops.ops) or 'none'}",
+                    f"disabled: {', '.join(ops.disabled) or 'none'}",
+                    f"forced to torch reference: {', '.join(ops.reference) or 'none'}",
+                    f"cast: {', '.join(f'{op} in {dtype}' for op, dtype in ops.cast.items()) or 'none'}",
+                ],
+                code_span=False,
+            ),
+            "Engine args:\n\n" + bullets(f"{key}: {value}" for key, value in sorted(recipe.serve.engine_args.items())),
+            "The full recipe is in `recipe.json`.",
+        ]
+    )
 
 
 def fixes_section(recipe: Recipe) -> str:
     if not recipe.changes:
         return "None: the base recipe ran as it was."
-    return "\n".join(f"{index}. `{change.tool}` `{json.dumps(change.args, sort_keys=True)}`: {change.summary}"
-                     for index, change in enumerate(recipe.changes, 1))
+    return "\n".join(
+        f"{index}. `{change.tool}` `{json.dumps(change.args, sort_keys=True)}`: {change.summary}"
+        for index, change in enumerate(recipe.changes, 1)
+    )
 
 
 def licence_section(recipe: Recipe, license: str) -> str:
-    return (f"Published under `{license}`. The weights are those of `{base_model(recipe)}`, unchanged; "
-            "its own licence terms apply to them. The recipe, Dockerfile, serve config and eval files were "
-            "generated by fr-agent (Apache-2.0); the bundled eval sets are CC0-1.0.")
+    return (
+        f"Published under `{license}`. The weights are those of `{base_model(recipe)}`, unchanged; "
+        "its own licence terms apply to them. The recipe, Dockerfile, serve config and eval files were "
+        "generated by fr-agent (Apache-2.0); the bundled eval sets are CC0-1.0."
+    )
 
 
 def bullets(items, code_span: bool = True) -> str:

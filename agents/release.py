@@ -18,7 +18,8 @@ class Release(BaseModel):
     findings: list[Finding]
 
 
-def render_release(recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, chip_description: str,
-                   license: str) -> Release:
+def render_release(
+    recipe: Recipe, report: EvalReport, out_dir: Path, *, run_id: str, chip_description: str, license: str
+) -> Release:
     rendered = publish(recipe, report, out_dir, run_id=run_id, chip_description=chip_description, license=license)
     return Release(rendered=rendered, findings=lint_file(rendered.out_dir / "README.md"))

@@ -44,8 +44,19 @@ from fr_agent.playbooks.planning import FixOutcome, Planner, PlanRound
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools import ToolCall, validate_call
 
-Node = Literal["analyse", "precheck", "run_stage", "diagnose", "plan", "approve", "apply_fix", "verify_fix",
-               "evaluate", "publish", "finish"]
+Node = Literal[
+    "analyse",
+    "precheck",
+    "run_stage",
+    "diagnose",
+    "plan",
+    "approve",
+    "apply_fix",
+    "verify_fix",
+    "evaluate",
+    "publish",
+    "finish",
+]
 
 
 class Failure(BaseModel):
@@ -103,8 +114,10 @@ class RunState(BaseModel):
 
 
 # What a checkpoint may rebuild: the state's own types and nothing else (langgraph's serializer allowlist).
-STATE_TYPES = [(t.__module__, t.__name__) for t in (RunRequest, Replay, Analysis, Recipe, Failure, Diagnosis,
-                                                   ToolCall, Fix, FixOutcome)]
+STATE_TYPES = [
+    (t.__module__, t.__name__)
+    for t in (RunRequest, Replay, Analysis, Recipe, Failure, Diagnosis, ToolCall, Fix, FixOutcome)
+]
 
 
 @dataclass
@@ -128,16 +141,22 @@ class RunContext:
         return self.transcript.emit(kind, attempt=attempt, **fields)
 
     def stage_context(self, state: RunState) -> StageContext:
-        return StageContext(sandbox=self.sandbox, settings=self.settings, live=self.live,
-                            model_type=state.analysis.facts.model_type,
-                            trust_remote_code=state.analysis.trust_remote_code, attempt=state.attempt,
-                            visible_devices_env=self.catalog.chip(state.request.chip).visible_devices_env)
+        return StageContext(
+            sandbox=self.sandbox,
+            settings=self.settings,
+            live=self.live,
+            model_type=state.analysis.facts.model_type,
+            trust_remote_code=state.analysis.trust_remote_code,
+            attempt=state.attempt,
+            visible_devices_env=self.catalog.chip(state.request.chip).visible_devices_env,
+        )
 
 
 Rt = Runtime[RunContext]
 
 
 # --- helpers the nodes share ----------------------------------------------------------------------
+
 
 def stop(status: str, reason: str, **update) -> Command:
     return Command(update={**update, "status": status, "reason": reason}, goto="finish")
@@ -147,8 +166,10 @@ def reject(state: RunState, rt: RunContext, call: ToolCall, err: Exception) -> C
     """A call that cannot be applied: recorded as tried, fed back to the planner."""
     rt.emit("tool_call", state.attempt, status="rejected", tool=call.tool, args=call.args, error=str(err))
     outcome = FixOutcome(tool=call.tool, args=call.args, result="rejected", detail=str(err))
-    return Command(update={"tried": [*state.tried, call.key()], "pending": None,
-                           "outcomes": [*state.outcomes, outcome]}, goto="plan")
+    return Command(
+        update={"tried": [*state.tried, call.key()], "pending": None, "outcomes": [*state.outcomes, outcome]},
+        goto="plan",
+    )
 
 
 def followed_by(state: RunState, then: str) -> list[FixOutcome]:
@@ -226,8 +247,9 @@ def with_secrets_from_env(change: RecipeChange) -> ToolCall:
         if value == REDACTED:
             name = change.args.get("name") or key
             if name not in os.environ:
-                raise FrAgentError(f"{change.tool} set secret {name}, which is not recorded: "
-                                   f"export {name} to replay it")
+                raise FrAgentError(
+                    f"{change.tool} set secret {name}, which is not recorded: export {name} to replay it"
+                )
             args[key] = os.environ[name]
     return ToolCall(tool=change.tool, args=args)
 
@@ -235,8 +257,11 @@ def with_secrets_from_env(change: RecipeChange) -> ToolCall:
 def after_round(state: RunState, round_: PlanRound, check: Admission, delivered: list[str]) -> dict:
     """What a planning round leaves in the state: the hints it delivered, the calls its check refused
     (the planner's own and the loop's), the tokens the planner spent."""
-    return {"delivered_hints": delivered, "outcomes": [*state.outcomes, *check.refused],
-            "llm_tokens": state.llm_tokens + round_.tokens_spent}
+    return {
+        "delivered_hints": delivered,
+        "outcomes": [*state.outcomes, *check.refused],
+        "llm_tokens": state.llm_tokens + round_.tokens_spent,
+    }
 
 
 def limit_reached(state: RunState, limits) -> str | None:
@@ -251,22 +276,35 @@ def limit_reached(state: RunState, limits) -> str | None:
 
 # --- the nodes ------------------------------------------------------------------------------------
 
+
 def analyse(state: RunState, runtime: Rt) -> Command[Literal["precheck"]]:
     rt, req = runtime.context, state.request
-    result = analyse_model(req.model, req.chip, rt.catalog, rt.settings, with_flaggems=req.with_flaggems,
-                           engine=req.engine)
+    result = analyse_model(
+        req.model, req.chip, rt.catalog, rt.settings, with_flaggems=req.with_flaggems, engine=req.engine
+    )
     if state.replay:  # the recipe as the source run analysed it, not as today's code would
         result = result.model_copy(update={"recipe": state.replay.recipe})
-    rt.emit("analysis", model=result.model.model_dump(), chip=result.chip, source=result.source,
-            facts=result.facts.model_dump(), notes=result.notes, recipe=result.recipe.model_dump())
+    rt.emit(
+        "analysis",
+        model=result.model.model_dump(),
+        chip=result.chip,
+        source=result.source,
+        facts=result.facts.model_dump(),
+        notes=result.notes,
+        recipe=result.recipe.model_dump(),
+    )
     return Command(update={"analysis": result, "recipe": result.recipe, "attempt": 1}, goto="precheck")
 
 
 def precheck(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "finish"]]:
     rt, analysis = runtime.context, state.analysis
     chip = rt.catalog.chip(analysis.chip)
-    result = rt.sandbox.precheck(check_host(analysis, chip, rt.settings, rt.sandbox.find_links), analysis.recipe,
-                                 chip, params_b=analysis.facts.params_b)
+    result = rt.sandbox.precheck(
+        check_host(analysis, chip, rt.settings, rt.sandbox.find_links),
+        analysis.recipe,
+        chip,
+        params_b=analysis.facts.params_b,
+    )
     rt.emit("precheck", ok=result.ok, checks=[c.model_dump() for c in result.checks])
     if not result.ok:
         return stop("precheck_failed", "; ".join(f"{c.name}: {c.detail}" for c in result.failures()))
@@ -276,13 +314,22 @@ def precheck(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "fini
     if note:
         rt.emit("note", message=note)
     if state.replay:
-        rt.emit("note", message=f"replaying {len(state.replay.fixes)} recorded fix(es) from {state.replay.origin} "
-                                f"of {state.replay.source}, no planner")
+        rt.emit(
+            "note",
+            message=f"replaying {len(state.replay.fixes)} recorded fix(es) from {state.replay.origin} "
+            f"of {state.replay.source}, no planner",
+        )
         for change in state.replay.fixes:
             tool, args = validate_call(with_secrets_from_env(change))
             recipe = tool.apply(recipe, args)
-            rt.emit("tool_call", state.attempt, status="replayed", tool=change.tool, args=change.args,
-                    change=recipe.changes[-1].summary)
+            rt.emit(
+                "tool_call",
+                state.attempt,
+                status="replayed",
+                tool=change.tool,
+                args=change.args,
+                change=recipe.changes[-1].summary,
+            )
     return Command(update={"recipe": recipe}, goto="run_stage")
 
 
@@ -304,9 +351,11 @@ def run_stage(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "dia
 
 def diagnose(state: RunState, runtime: Rt) -> Command[Literal["plan", "finish"]]:
     rt, failure = runtime.context, state.failure
-    diagnosis = (diagnose_log(Path(failure.log_path), failure.stage, timed_out=failure.timed_out)
-                 if failure.log_path and Path(failure.log_path).exists()
-                 else diagnose_text(failure.detail, failure.stage, timed_out=failure.timed_out))
+    diagnosis = (
+        diagnose_log(Path(failure.log_path), failure.stage, timed_out=failure.timed_out)
+        if failure.log_path and Path(failure.log_path).exists()
+        else diagnose_text(failure.detail, failure.stage, timed_out=failure.timed_out)
+    )
     rt.emit("diagnosis", state.attempt, **diagnosis.model_dump())
     update = {"diagnosis": diagnosis, "outcomes": failed_after(state, diagnosis)}
     if diagnosis.signature == state.fixed_signature:
@@ -326,10 +375,21 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "plan", "fi
         rt.emit("chat", state.attempt, role="user", hint_id=hint.id, text=hint.text, source=hint.source)
     delivered = [*state.delivered_hints, *(h.id for h in hints)]
     check = Admission(state.tried, state.recipe, rt.sandbox)
-    round_ = PlanRound(diagnosis=diagnosis, tried=set(state.tried), attempt=state.attempt, recipe=state.recipe,
-                       failure=failure.model_dump(), hints=hints, sandbox=rt.sandbox,
-                       chip=rt.catalog.chip(state.request.chip), emit=rt.emit, source=rt.planner.name, check=check,
-                       outcomes=list(state.outcomes), llm_tokens=state.llm_tokens)
+    round_ = PlanRound(
+        diagnosis=diagnosis,
+        tried=set(state.tried),
+        attempt=state.attempt,
+        recipe=state.recipe,
+        failure=failure.model_dump(),
+        hints=hints,
+        sandbox=rt.sandbox,
+        chip=rt.catalog.chip(state.request.chip),
+        emit=rt.emit,
+        source=rt.planner.name,
+        check=check,
+        outcomes=list(state.outcomes),
+        llm_tokens=state.llm_tokens,
+    )
     try:
         proposals = rt.planner.propose(round_)
     except RunPaused:
@@ -348,15 +408,26 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "plan", "fi
             rejected.append(str(err))
             rt.emit("tool_call", state.attempt, status="rejected", tool=call.tool, args=call.args, error=str(err))
             continue
-        rt.emit("plan", state.attempt, planner=round_.source, tool=call.tool, args=call.args,
-                explanation=diagnosis.explanation, evidence=diagnosis.evidence)
+        rt.emit(
+            "plan",
+            state.attempt,
+            planner=round_.source,
+            tool=call.tool,
+            args=call.args,
+            explanation=diagnosis.explanation,
+            evidence=diagnosis.evidence,
+        )
         return Command(update={**after_round(state, round_, check, delivered), "pending": call}, goto="approve")
     if rejected:
-        return stop("failed", f"planner proposed an invalid tool call: {rejected[-1]}",
-                    **after_round(state, round_, check, delivered))
+        return stop(
+            "failed",
+            f"planner proposed an invalid tool call: {rejected[-1]}",
+            **after_round(state, round_, check, delivered),
+        )
     what = diagnosis.evidence[-1] if diagnosis.evidence else diagnosis.explanation
-    return stop("failed", f"{failure.stage}: no untried fix for: {what}",
-                **after_round(state, round_, check, delivered))
+    return stop(
+        "failed", f"{failure.stage}: no untried fix for: {what}", **after_round(state, round_, check, delivered)
+    )
 
 
 def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"]]:
@@ -368,8 +439,10 @@ def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"
     if decision == "decline":
         rt.emit("tool_call", state.attempt, status="declined", tool=call.tool, args=call.args)
         declined = FixOutcome(tool=call.tool, args=call.args, result="declined")
-        return Command(update={"tried": [*state.tried, call.key()], "pending": None,
-                               "outcomes": [*state.outcomes, declined]}, goto="plan")
+        return Command(
+            update={"tried": [*state.tried, call.key()], "pending": None, "outcomes": [*state.outcomes, declined]},
+            goto="plan",
+        )
     if decision == "edit":
         edited = ToolCall.model_construct(tool=call.tool, args=answer.get("args"))
         try:
@@ -394,10 +467,12 @@ def apply_fix(state: RunState, runtime: Rt) -> Command[Literal["verify_fix", "pl
     if label := rt.sandbox.snapshot(fix_label(state)):  # what to roll back to if this fix fails its check
         rt.emit("note", state.attempt, message=f"sandbox snapshot {label}")
     after = tool.apply(before, args)
-    rt.emit("tool_call", state.attempt, status="applied", tool=call.tool, args=call.args,
-            change=after.changes[-1].summary)
-    return Command(update={"recipe": after, "recipe_before_fix": before, "pending": call, "tried": tried},
-                   goto="verify_fix")
+    rt.emit(
+        "tool_call", state.attempt, status="applied", tool=call.tool, args=call.args, change=after.changes[-1].summary
+    )
+    return Command(
+        update={"recipe": after, "recipe_before_fix": before, "pending": call, "tried": tried}, goto="verify_fix"
+    )
 
 
 def verify_fix(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "plan"]]:
@@ -406,19 +481,46 @@ def verify_fix(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "pl
     verification = tool.verify(rt.sandbox, state.recipe, args, rt.settings)
     rt.emit("verification", state.attempt, tool=call.tool, args=call.args, **verification.model_dump())
     rerun = min(stage_index(tool.rerun_from(args)), stage_index(failed_stage))
-    outcome = FixOutcome(tool=call.tool, args=call.args, result="verified" if verification.ok else "check_failed",
-                         detail=verification.detail)
-    common = {"tried": [*state.tried, call.key()], "pending": None, "passed": list(STAGES[:rerun]),
-              "outcomes": [*state.outcomes, outcome]}
+    outcome = FixOutcome(
+        tool=call.tool,
+        args=call.args,
+        result="verified" if verification.ok else "check_failed",
+        detail=verification.detail,
+    )
+    common = {
+        "tried": [*state.tried, call.key()],
+        "pending": None,
+        "passed": list(STAGES[:rerun]),
+        "outcomes": [*state.outcomes, outcome],
+    }
     if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
         if label := rt.sandbox.rollback(fix_label(state)):  # and the environment goes back to before the fix
             rt.emit("note", state.attempt, message=f"sandbox rolled back to {label}")
-        return Command(update={**common, "recipe": state.recipe_before_fix,
-                               "failed_verifications": state.failed_verifications + 1}, goto="plan")
-    fix = Fix(tool=call.tool, args=call.args, attempt=state.attempt, detail=verification.detail,
-              for_stage=failed_stage, signature=state.diagnosis.signature)
-    return Command(update={**common, "fixes": [*state.fixes, fix], "attempt": state.attempt + 1,
-                           "fixed_signature": state.diagnosis.signature}, goto="run_stage")
+        return Command(
+            update={
+                **common,
+                "recipe": state.recipe_before_fix,
+                "failed_verifications": state.failed_verifications + 1,
+            },
+            goto="plan",
+        )
+    fix = Fix(
+        tool=call.tool,
+        args=call.args,
+        attempt=state.attempt,
+        detail=verification.detail,
+        for_stage=failed_stage,
+        signature=state.diagnosis.signature,
+    )
+    return Command(
+        update={
+            **common,
+            "fixes": [*state.fixes, fix],
+            "attempt": state.attempt + 1,
+            "fixed_signature": state.diagnosis.signature,
+        },
+        goto="run_stage",
+    )
 
 
 def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan", "finish", "run_stage"]]:
@@ -427,8 +529,13 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
         return Command(update={"passed": without_dead_server(state.passed, rt)}, goto="run_stage")
     backend = f"{recipe.serve.engine} {recipe.dtype} in the {rt.sandbox.name} sandbox ({recipe.chip})"
     try:
-        report = evaluate_model(recipe.model.path, rt.live.server.url, migrated_backend=backend,
-                                settings=rt.settings.eval, log_dir=Path(rt.sandbox.logs))
+        report = evaluate_model(
+            recipe.model.path,
+            rt.live.server.url,
+            migrated_backend=backend,
+            settings=rt.settings.eval,
+            log_dir=Path(rt.sandbox.logs),
+        )
     except MissingExtra:  # this host lacks the eval's packages: one line, exit 2, resumable after installing
         raise
     except Exception as err:  # a crashed metric fails the gate; it is reported, not raised
@@ -438,8 +545,11 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
     rt.emit("eval", state.attempt, **summary)
     write_artifacts(report, rt.files.eval_json, rt.files.eval_chart)
     if state.replay:  # a replay answers "does the repaired recipe hold on its own?": it publishes nothing
-        return stop("passed" if report.gate_passed else "eval_failed",
-                    f"replayed {len(state.replay.fixes)} fix(es) without a planner; {report.gate_reason}", eval=summary)
+        return stop(
+            "passed" if report.gate_passed else "eval_failed",
+            f"replayed {len(state.replay.fixes)} fix(es) without a planner; {report.gate_reason}",
+            eval=summary,
+        )
     if report.gate_passed:
         return Command(update={"eval": summary}, goto="publish")
     if report.performance_only:  # accurate but slower than the reference: no playbook fix for that yet
@@ -447,8 +557,12 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
     accuracy = report.model_copy(update={"metrics": report.accuracy_rows})
     diagnosis = diagnose_eval(accuracy, recipe, rt.catalog.chip(recipe.chip).dtypes)
     rt.emit("diagnosis", state.attempt, **diagnosis.model_dump())
-    update = {"eval": summary, "diagnosis": diagnosis, "failure": Failure(stage="eval", detail=report.gate_reason),
-              "outcomes": failed_after(state, diagnosis)}
+    update = {
+        "eval": summary,
+        "diagnosis": diagnosis,
+        "failure": Failure(stage="eval", detail=report.gate_reason),
+        "outcomes": failed_after(state, diagnosis),
+    }
     if diagnosis.signature == state.fixed_signature or not diagnosis.tool_calls:
         return stop("eval_failed", report.gate_reason, **update)
     return Command(update=update, goto="plan")
@@ -457,11 +571,20 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
 def publish(state: RunState, runtime: Rt) -> Command[Literal["finish"]]:
     rt, recipe = runtime.context, state.recipe
     report = EvalReport.model_validate_json(rt.files.eval_json.read_text())
-    release = render_release(recipe, report, rt.files.publish, run_id=rt.run_id,
-                             chip_description=rt.catalog.chip(recipe.chip).description,
-                             license=state.analysis.license or "apache-2.0")
-    rt.emit("publish", out_dir=str(release.rendered.out_dir), files=[str(f) for f in release.rendered.files],
-            card_findings=[str(f) for f in release.findings])
+    release = render_release(
+        recipe,
+        report,
+        rt.files.publish,
+        run_id=rt.run_id,
+        chip_description=rt.catalog.chip(recipe.chip).description,
+        license=state.analysis.license or "apache-2.0",
+    )
+    rt.emit(
+        "publish",
+        out_dir=str(release.rendered.out_dir),
+        files=[str(f) for f in release.rendered.files],
+        card_findings=[str(f) for f in release.findings],
+    )
     if release.findings:  # a card users must not see is a failed run, whatever the gate said
         return stop("publish_failed", "card lint: " + "; ".join(map(str, release.findings)))
     return stop("passed", "migrated, evaluated, published", publish_dir=str(release.rendered.out_dir))
@@ -470,10 +593,16 @@ def publish(state: RunState, runtime: Rt) -> Command[Literal["finish"]]:
 def finish(state: RunState, runtime: Rt) -> Command[Literal["__end__"]]:
     rt = runtime.context
     rt.live.stop_server()
-    fixes = ([f.model_dump() for f in state.replay.fixes] if state.replay else
-             [f.model_dump() for f in state.fixes])
-    rt.emit("run_finished", state.attempt, status=state.status, reason=state.reason, fixes=fixes,
-            passed=state.passed, **({"replay_of": state.replay.source} if state.replay else {}))
+    fixes = [f.model_dump() for f in state.replay.fixes] if state.replay else [f.model_dump() for f in state.fixes]
+    rt.emit(
+        "run_finished",
+        state.attempt,
+        status=state.status,
+        reason=state.reason,
+        fixes=fixes,
+        passed=state.passed,
+        **({"replay_of": state.replay.source} if state.replay else {}),
+    )
     return Command(goto=END)
 
 

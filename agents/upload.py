@@ -91,12 +91,15 @@ def plan_hub(api, repo_id: str, folder: Path) -> UploadPlan:
     return plan
 
 
-def upload_to_hub(folder: Path, repo_id: str, *, private: bool = True, dry_run: bool = False,
-                  message: str = "fr-agent publish") -> UploadResult:
+def upload_to_hub(
+    folder: Path, repo_id: str, *, private: bool = True, dry_run: bool = False, message: str = "fr-agent publish"
+) -> UploadResult:
     api = hub_api()
     if not dry_run and not os.environ.get("HF_TOKEN"):
-        raise FrAgentError("HF_TOKEN is not set: export a write token to upload (it is read from the environment "
-                           "and never stored), or use --dry-run / --to DIR")
+        raise FrAgentError(
+            "HF_TOKEN is not set: export a write token to upload (it is read from the environment "
+            "and never stored), or use --dry-run / --to DIR"
+        )
     try:
         plan = plan_hub(api, repo_id, folder)
         if dry_run or not plan.has_changes:
@@ -107,8 +110,10 @@ def upload_to_hub(folder: Path, repo_id: str, *, private: bool = True, dry_run: 
             api.create_repo(repo_id, private=private, exist_ok=True)
             created = True
         files = local_files(folder)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(files[name]))
-                      for name in plan.added + plan.changed]
+        operations = [
+            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(files[name]))
+            for name in plan.added + plan.changed
+        ]
         operations += [CommitOperationDelete(path_in_repo=name) for name in plan.deleted]
         info = api.create_commit(repo_id, operations=operations, commit_message=message)
     except HfHubHTTPError as err:

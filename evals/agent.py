@@ -33,8 +33,9 @@ from fr_agent.evals.tasks import task_accuracy
 
 
 def weight_bytes(model_path: str) -> int:
-    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin", "*.pt")
-               for f in Path(model_path).glob(pattern))
+    return sum(
+        f.stat().st_size for pattern in ("*.safetensors", "*.bin", "*.pt") for f in Path(model_path).glob(pattern)
+    )
 
 
 def reference_device(model_path: str, settings: EvalSettings) -> str:
@@ -63,8 +64,19 @@ def reference_server(model_path: str, settings: EvalSettings, log_path: Path, de
         return
     script = resources.files("fr_agent.sandboxes.probes").joinpath("hf_server.py")
     port = free_port()
-    argv = [sys.executable, str(script), model_path, "--host", "127.0.0.1", "--port", str(port),
-            "--dtype", settings.reference_dtype, "--device", device]
+    argv = [
+        sys.executable,
+        str(script),
+        model_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        settings.reference_dtype,
+        "--device",
+        device,
+    ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -93,8 +105,9 @@ def reference_server(model_path: str, settings: EvalSettings, log_path: Path, de
             process.wait()
 
 
-def run_suite(name: str, run: Callable[[], list[MetricRow]], rows: list[MetricRow],
-              outcomes: list[SuiteOutcome]) -> None:
+def run_suite(
+    name: str, run: Callable[[], list[MetricRow]], rows: list[MetricRow], outcomes: list[SuiteOutcome]
+) -> None:
     try:
         rows += run()
     except Skip as skip:
@@ -109,23 +122,33 @@ def write_artifacts(report: EvalReport, report_path: Path, chart_path: Path) -> 
     chart_png(report.summary(), chart_path)
 
 
-def evaluate(model_path: str, server_url: str, *, migrated_backend: str, settings: EvalSettings,
-             log_dir: Path) -> EvalReport:
+def evaluate(
+    model_path: str, server_url: str, *, migrated_backend: str, settings: EvalSettings, log_dir: Path
+) -> EvalReport:
     # the tokenizer always, the reference server when it is started here (hf_server.py, on this interpreter)
     require_extra("the eval", "transformers", *(() if settings.reference_url else ("torch",)))
     started = time.monotonic()
     rows: list[MetricRow] = []
     outcomes: list[SuiteOutcome] = []
     device = "cpu" if settings.reference_url else reference_device(model_path, settings)
-    reference_backend = (f"OpenAI-compatible server at {settings.reference_url}" if settings.reference_url else
-                         f"transformers {settings.reference_dtype} on this host's {device.upper()} "
-                         "(fr-agent hf_server, native torch ops)")
+    reference_backend = (
+        f"OpenAI-compatible server at {settings.reference_url}"
+        if settings.reference_url
+        else f"transformers {settings.reference_dtype} on this host's {device.upper()} "
+        "(fr-agent hf_server, native torch ops)"
+    )
 
     def report() -> EvalReport:
-        return EvalReport(metrics=rows, outcomes=outcomes, threshold_pct=settings.threshold_pct,
-                          min_perf_ratio=settings.min_perf_ratio, reference_backend=reference_backend,
-                          migrated_backend=migrated_backend, samples=sum(m.samples for m in rows),
-                          duration_s=round(time.monotonic() - started, 1))
+        return EvalReport(
+            metrics=rows,
+            outcomes=outcomes,
+            threshold_pct=settings.threshold_pct,
+            min_perf_ratio=settings.min_perf_ratio,
+            reference_backend=reference_backend,
+            migrated_backend=migrated_backend,
+            samples=sum(m.samples for m in rows),
+            duration_s=round(time.monotonic() - started, 1),
+        )
 
     with ExitStack() as stack:
         try:
@@ -134,13 +157,15 @@ def evaluate(model_path: str, server_url: str, *, migrated_backend: str, setting
             migrated = Endpoint(server_url)  # first: a dead migrated server fails before a reference is started
             stack.callback(migrated.close)
             tokenizer = AutoTokenizer.from_pretrained(model_path)
-            ref_url = stack.enter_context(reference_server(model_path, settings, log_dir / "reference-server.log",
-                                                           device))
+            ref_url = stack.enter_context(
+                reference_server(model_path, settings, log_dir / "reference-server.log", device)
+            )
             reference = Endpoint(ref_url)
             stack.callback(reference.close)
         except Exception as err:  # without both endpoints no suite can run: the report says why
-            outcomes.append(SuiteOutcome(suite="endpoints", status="crashed",
-                                         reason=f"{type(err).__name__}: {err}"[:500]))
+            outcomes.append(
+                SuiteOutcome(suite="endpoints", status="crashed", reason=f"{type(err).__name__}: {err}"[:500])
+            )
             return report()
 
         def encode(text: str) -> list[int]:
@@ -149,22 +174,64 @@ def evaluate(model_path: str, server_url: str, *, migrated_backend: str, setting
         def encode_continuation(text: str) -> list[int]:
             return tokenizer(text, add_special_tokens=False).input_ids
 
-        run_suite("consistency", lambda: consistency(
-            reference, migrated, encode, greedy_tokens=settings.max_new_tokens, topk=settings.topk,
-            topk_tokens=settings.topk_tokens, prompt_count=settings.prompts, heldout_tokens=settings.heldout_tokens),
-            rows, outcomes)
-        run_suite("tasks", lambda: task_accuracy(
-            reference, migrated, encode, encode_continuation, per_category=settings.tasks_per_category,
-            concurrency=settings.task_concurrency), rows, outcomes)
+        run_suite(
+            "consistency",
+            lambda: consistency(
+                reference,
+                migrated,
+                encode,
+                greedy_tokens=settings.max_new_tokens,
+                topk=settings.topk,
+                topk_tokens=settings.topk_tokens,
+                prompt_count=settings.prompts,
+                heldout_tokens=settings.heldout_tokens,
+            ),
+            rows,
+            outcomes,
+        )
+        run_suite(
+            "tasks",
+            lambda: task_accuracy(
+                reference,
+                migrated,
+                encode,
+                encode_continuation,
+                per_category=settings.tasks_per_category,
+                concurrency=settings.task_concurrency,
+            ),
+            rows,
+            outcomes,
+        )
         if settings.concurrency:
-            run_suite("serving", lambda: serving(
-                (reference.url, reference.model), (migrated.url, migrated.model),
-                [encode(p) for p in prompts()], levels=settings.concurrency, requests=settings.perf_requests,
-                max_tokens=settings.perf_max_tokens), rows, outcomes)
+            run_suite(
+                "serving",
+                lambda: serving(
+                    (reference.url, reference.model),
+                    (migrated.url, migrated.model),
+                    [encode(p) for p in prompts()],
+                    levels=settings.concurrency,
+                    requests=settings.perf_requests,
+                    max_tokens=settings.perf_max_tokens,
+                ),
+                rows,
+                outcomes,
+            )
         else:
-            outcomes.append(SuiteOutcome(suite="serving", status="skipped",
-                                         reason="no concurrency levels configured (eval.concurrency)"))
-        run_suite("lm-eval", lambda: lm_eval_rows(
-            (reference.url, reference.model), (migrated.url, migrated.model), model_path, settings.lm_eval_tasks,
-            settings.lm_eval_limit), rows, outcomes)
+            outcomes.append(
+                SuiteOutcome(
+                    suite="serving", status="skipped", reason="no concurrency levels configured (eval.concurrency)"
+                )
+            )
+        run_suite(
+            "lm-eval",
+            lambda: lm_eval_rows(
+                (reference.url, reference.model),
+                (migrated.url, migrated.model),
+                model_path,
+                settings.lm_eval_tasks,
+                settings.lm_eval_limit,
+            ),
+            rows,
+            outcomes,
+        )
     return report()

@@ -125,27 +125,43 @@ def cases(fg):
     b = (0.1 * torch.randn(N, device=dev, generator=g)).to(dt)
     x2 = torch.randn(M, 2 * N, dtype=dt, device=dev, generator=g)
     F = torch.nn.functional
-    k = {op: load_kernel(op, KERNELS_DIR) for op in ("rms_norm", "fused_add_rms_norm", "silu_and_mul",
-                                                     "rotary_embedding", "softmax", "layer_norm")}
+    k = {
+        op: load_kernel(op, KERNELS_DIR)
+        for op in ("rms_norm", "fused_add_rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "layer_norm")
+    }
     e = x.element_size()
     out = {}
-    out["rms_norm"] = (f"{M}x{N}", 2 * M * N * e, lambda: F.rms_norm(x, (N,), w, 1e-6),
-                       fg and (lambda: fg.rms_norm(x, (N,), w, 1e-6)), lambda: k["rms_norm"].rms_norm(x, w, 1e-6),
-                       lambda: k["rms_norm"].rms_norm_reference(x, w, 1e-6))
+    out["rms_norm"] = (
+        f"{M}x{N}",
+        2 * M * N * e,
+        lambda: F.rms_norm(x, (N,), w, 1e-6),
+        fg and (lambda: fg.rms_norm(x, (N,), w, 1e-6)),
+        lambda: k["rms_norm"].rms_norm(x, w, 1e-6),
+        lambda: k["rms_norm"].rms_norm_reference(x, w, 1e-6),
+    )
 
     def torch_far():
         h = x + r
         return F.rms_norm(h, (N,), w, 1e-6), h
 
     fx, fr = x.clone(), r.clone()  # FlagGems' fused_add_rms_norm works in place
-    out["fused_add_rms_norm"] = (f"{M}x{N}", 4 * M * N * e, torch_far,
-                                 fg and (lambda: fg.fused_add_rms_norm(fx, fr, (N,), w, 1e-6)),
-                                 lambda: k["fused_add_rms_norm"].fused_add_rms_norm(x, r, w, 1e-6),
-                                 lambda: k["fused_add_rms_norm"].fused_add_rms_norm_reference(x, r, w, 1e-6))
+    out["fused_add_rms_norm"] = (
+        f"{M}x{N}",
+        4 * M * N * e,
+        torch_far,
+        fg and (lambda: fg.fused_add_rms_norm(fx, fr, (N,), w, 1e-6)),
+        lambda: k["fused_add_rms_norm"].fused_add_rms_norm(x, r, w, 1e-6),
+        lambda: k["fused_add_rms_norm"].fused_add_rms_norm_reference(x, r, w, 1e-6),
+    )
     gate, up = x2[:, :N], x2[:, N:]
-    out["silu_and_mul"] = (f"{M}x2x{N}", 3 * M * N * e, lambda: F.silu(gate) * up,
-                           fg and (lambda: fg.silu_and_mul(gate, up)), lambda: k["silu_and_mul"].silu_and_mul(x2),
-                           lambda: k["silu_and_mul"].silu_and_mul_reference(x2))
+    out["silu_and_mul"] = (
+        f"{M}x2x{N}",
+        3 * M * N * e,
+        lambda: F.silu(gate) * up,
+        fg and (lambda: fg.silu_and_mul(gate, up)),
+        lambda: k["silu_and_mul"].silu_and_mul(x2),
+        lambda: k["silu_and_mul"].silu_and_mul_reference(x2),
+    )
     B, S, HQ, HK, D = (ROPE[key] for key in ("batch", "seq", "q_heads", "k_heads", "head_dim"))
     q = torch.randn(B, S, HQ, D, dtype=dt, device=dev, generator=g)
     kk = torch.randn(B, S, HK, D, dtype=dt, device=dev, generator=g)
@@ -159,26 +175,44 @@ def cases(fg):
         return q * c3 + rotate_half(q) * s3, kk * c3 + rotate_half(kk) * s3
 
     rope_bytes = 2 * (q.numel() + kk.numel()) * e + 2 * cos.numel() * e
-    out["rotary_embedding"] = (f"q{B}x{S}x{HQ}x{D} k{HK}", rope_bytes, torch_rope,
-                               fg and (lambda: fg.apply_rotary_pos_emb(q, kk, half_cos, half_sin)),
-                               lambda: k["rotary_embedding"].rotary_embedding(q, kk, cos, sin, 1),
-                               lambda: k["rotary_embedding"].rotary_embedding_reference(q, kk, cos, sin, 1))
+    out["rotary_embedding"] = (
+        f"q{B}x{S}x{HQ}x{D} k{HK}",
+        rope_bytes,
+        torch_rope,
+        fg and (lambda: fg.apply_rotary_pos_emb(q, kk, half_cos, half_sin)),
+        lambda: k["rotary_embedding"].rotary_embedding(q, kk, cos, sin, 1),
+        lambda: k["rotary_embedding"].rotary_embedding_reference(q, kk, cos, sin, 1),
+    )
     qv, kv, c1, s1 = q.transpose(1, 2), kk.transpose(1, 2), cos[None], sin[None]  # transformers' call
 
     def torch_rope_hf():
         c, s = c1.unsqueeze(1), s1.unsqueeze(1)
         return qv * c + rotate_half(qv) * s, kv * c + rotate_half(kv) * s
 
-    out["rotary_embedding (HF view)"] = (f"q{B}x{HQ}x{S}x{D} view", rope_bytes, torch_rope_hf, None,
-                                         lambda: k["rotary_embedding"].rotary_embedding(qv, kv, c1, s1, 1),
-                                         lambda: k["rotary_embedding"].rotary_embedding_reference(qv, kv, c1, s1, 1))
-    out["softmax"] = (f"{M}x{N}", 2 * M * N * e, lambda: torch.softmax(x, -1),
-                      fg and (lambda: fg.softmax(x, -1, False)), lambda: k["softmax"].softmax(x),
-                      lambda: k["softmax"].softmax_reference(x))
-    out["layer_norm"] = (f"{M}x{N}", 2 * M * N * e, lambda: F.layer_norm(x, (N,), w, b, 1e-5),
-                         fg and (lambda: fg.layer_norm(x, (N,), w, b, 1e-5)[0]),
-                         lambda: k["layer_norm"].layer_norm(x, w, b, 1e-5),
-                         lambda: k["layer_norm"].layer_norm_reference(x, w, b, 1e-5))
+    out["rotary_embedding (HF view)"] = (
+        f"q{B}x{HQ}x{S}x{D} view",
+        rope_bytes,
+        torch_rope_hf,
+        None,
+        lambda: k["rotary_embedding"].rotary_embedding(qv, kv, c1, s1, 1),
+        lambda: k["rotary_embedding"].rotary_embedding_reference(qv, kv, c1, s1, 1),
+    )
+    out["softmax"] = (
+        f"{M}x{N}",
+        2 * M * N * e,
+        lambda: torch.softmax(x, -1),
+        fg and (lambda: fg.softmax(x, -1, False)),
+        lambda: k["softmax"].softmax(x),
+        lambda: k["softmax"].softmax_reference(x),
+    )
+    out["layer_norm"] = (
+        f"{M}x{N}",
+        2 * M * N * e,
+        lambda: F.layer_norm(x, (N,), w, b, 1e-5),
+        fg and (lambda: fg.layer_norm(x, (N,), w, b, 1e-5)[0]),
+        lambda: k["layer_norm"].layer_norm(x, w, b, 1e-5),
+        lambda: k["layer_norm"].layer_norm_reference(x, w, b, 1e-5),
+    )
     return out
 
 
@@ -201,9 +235,20 @@ def op_rows(copy_bw: float, fg) -> tuple[list[list[str]], list[list[str]]]:
         t_ms, k_ms = bench_device(t_fn), bench_device(k_fn)
         g_ms = bench_device(g_fn) if g_fn else None
         gbps = nbytes / (k_ms * 1e-3) / 1e9
-        rows.append([op, shape, us(t_ms), us(g_ms), us(k_ms), ratio(t_ms, k_ms), ratio(g_ms, k_ms), f"{gbps:.0f}",
-                     f"{100 * nbytes / (k_ms * 1e-3) / copy_bw:.0f}%",
-                     " ".join(f"{name}:{v:.1e}" for name, v in errs.items())])
+        rows.append(
+            [
+                op,
+                shape,
+                us(t_ms),
+                us(g_ms),
+                us(k_ms),
+                ratio(t_ms, k_ms),
+                ratio(g_ms, k_ms),
+                f"{gbps:.0f}",
+                f"{100 * nbytes / (k_ms * 1e-3) / copy_bw:.0f}%",
+                " ".join(f"{name}:{v:.1e}" for name, v in errs.items()),
+            ]
+        )
         te, ke = bench(t_fn), bench(k_fn)
         ge = bench(g_fn) if g_fn else None
         eager.append([op, us(te), us(ge), us(ke), ratio(te, ke), ratio(ge, ke)])
@@ -213,8 +258,9 @@ def op_rows(copy_bw: float, fg) -> tuple[list[list[str]], list[list[str]]]:
 def probe(spec: dict, env: dict) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
-    done = subprocess.run([sys.executable, str(PROBE), handle.name], capture_output=True, text=True, env=env,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), handle.name], capture_output=True, text=True, env=env, timeout=600
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         return {"ok": False, "error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
@@ -233,29 +279,63 @@ def selection_of(path: Path) -> dict:
 
 def model_rows(model: str, selection: dict | None, batch: int, seq: int) -> tuple[list[list[str]], dict]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-model-"))
-    base = {"model": model, "dtype": "bfloat16", "device": "cuda", "kernels_dir": str(KERNELS_DIR),
-            "ref": str(workdir / "ref.pt"), "batch": batch, "seq": seq, "iters": 10}
+    base = {
+        "model": model,
+        "dtype": "bfloat16",
+        "device": "cuda",
+        "kernels_dir": str(KERNELS_DIR),
+        "ref": str(workdir / "ref.pt"),
+        "batch": batch,
+        "seq": seq,
+        "iters": 10,
+    }
     env = dict(os.environ)
     ref = probe({**base, "mode": "reference"}, {**env, "TRITON_CACHE_DIR": str(workdir / "tc-ref")})
     if not ref.get("ok"):
         raise SystemExit(f"native forward failed: {ref.get('error')}")
-    plans = [("full FlagGems", {"backend": "flaggems", "include": None}),
-             ("kernels only", {"backend": "torch", "kernels": ["rms_norm", "silu_and_mul", "rotary_embedding"]})]
+    plans = [
+        ("full FlagGems", {"backend": "flaggems", "include": None}),
+        ("kernels only", {"backend": "torch", "kernels": ["rms_norm", "silu_and_mul", "rotary_embedding"]}),
+    ]
     if selection is not None:
-        plans.append((f"agent selection ({len(selection['include'])} FlagGems ops"
-                      + (f" + {'/'.join(selection['kernels'])})" if selection["kernels"] else ")"),
-                      {"backend": "flaggems" if selection["include"] else "torch", **selection}))
-    rows = [["native (torch eager)", f"{ref['ms']:.2f}", "1.00x", f"{ref['floor']['rel_err']:.2e} (vs fp32)",
-             f"{ref['floor']['top1']:.1%} (vs fp32)", "0", "ok"]]
+        plans.append(
+            (
+                f"agent selection ({len(selection['include'])} FlagGems ops"
+                + (f" + {'/'.join(selection['kernels'])})" if selection["kernels"] else ")"),
+                {"backend": "flaggems" if selection["include"] else "torch", **selection},
+            )
+        )
+    rows = [
+        [
+            "native (torch eager)",
+            f"{ref['ms']:.2f}",
+            "1.00x",
+            f"{ref['floor']['rel_err']:.2e} (vs fp32)",
+            f"{ref['floor']['top1']:.1%} (vs fp32)",
+            "0",
+            "ok",
+        ]
+    ]
     for i, (label, plan) in enumerate(plans):  # fresh process and fresh caches per configuration
-        v = probe({**base, "mode": "probe", "plan": plan}, {**env, "TRITON_CACHE_DIR": str(workdir / f"tc{i}"),
-                                                            "FLAGGEMS_CACHE_DIR": str(workdir / f"fg{i}")})
+        v = probe(
+            {**base, "mode": "probe", "plan": plan},
+            {**env, "TRITON_CACHE_DIR": str(workdir / f"tc{i}"), "FLAGGEMS_CACHE_DIR": str(workdir / f"fg{i}")},
+        )
         if not v.get("ok"):
             rows.append([label, "-", "-", "-", "-", "-", f"crash: {str(v.get('error'))[:60]}"])
             continue
         rel = "nan" if v.get("rel_err") is None else f"{v['rel_err']:.2e}"
-        rows.append([label, f"{v['ms']:.2f}", f"{ref['ms'] / v['ms']:.2f}x", rel, f"{v['top1']:.1%}",
-                     str(v["nonfinite"]), "ok" if not v["nonfinite"] else "NaN/Inf"])
+        rows.append(
+            [
+                label,
+                f"{v['ms']:.2f}",
+                f"{ref['ms'] / v['ms']:.2f}x",
+                rel,
+                f"{v['top1']:.1%}",
+                str(v["nonfinite"]),
+                "ok" if not v["nonfinite"] else "NaN/Inf",
+            ]
+        )
     return rows, ref
 
 
@@ -268,14 +348,20 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def versions(fg) -> str:
     props = torch.cuda.get_device_properties(0)
     try:
-        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     except OSError:
         driver = "?"
-    return (f"device: {props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), "
-            f"driver {driver}, CUDA {torch.version.cuda}; torch {torch.__version__}, triton {triton.__version__}, "
-            f"flag_gems {getattr(fg, '__version__', 'n/a')}, transformers {transformers.__version__}, "
-            f"python {platform.python_version()}")
+    return (
+        f"device: {props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), "
+        f"driver {driver}, CUDA {torch.version.cuda}; torch {torch.__version__}, triton {triton.__version__}, "
+        f"flag_gems {getattr(fg, '__version__', 'n/a')}, transformers {transformers.__version__}, "
+        f"python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,24 +378,49 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fg = gems()
     copy_bw = copy_bandwidth()
-    parts = [versions(fg), f"copy bandwidth (device-to-device copy_, 512 MiB, read + write; the faster of eager and "
-                          f"graphed): {copy_bw / 1e9:.0f} GB/s"]
+    parts = [
+        versions(fg),
+        f"copy bandwidth (device-to-device copy_, 512 MiB, read + write; the faster of eager and "
+        f"graphed): {copy_bw / 1e9:.0f} GB/s",
+    ]
     if not args.no_ops:
         rows, eager = op_rows(copy_bw, fg)
-        parts += ["", "ops, device time (bf16; us = CUDA graph of calls after an L2 flush, less the flushes; "
-                      "GB/s = minimum bytes moved / time of kernels/)",
-                  table(["op", "shape", "torch us", "FlagGems us", "kernels us", "vs torch", "vs FlagGems", "GB/s",
-                         "of copy BW", "max abs err vs fp32 ref"], rows),
-                  "", "ops, eager time (us = median of triton.testing.do_bench: includes the host's launch cost "
-                      "where it exceeds the kernel's)",
-                  table(["op", "torch us", "FlagGems us", "kernels us", "vs torch", "vs FlagGems"], eager)]
+        parts += [
+            "",
+            "ops, device time (bf16; us = CUDA graph of calls after an L2 flush, less the flushes; "
+            "GB/s = minimum bytes moved / time of kernels/)",
+            table(
+                [
+                    "op",
+                    "shape",
+                    "torch us",
+                    "FlagGems us",
+                    "kernels us",
+                    "vs torch",
+                    "vs FlagGems",
+                    "GB/s",
+                    "of copy BW",
+                    "max abs err vs fp32 ref",
+                ],
+                rows,
+            ),
+            "",
+            "ops, eager time (us = median of triton.testing.do_bench: includes the host's launch cost "
+            "where it exceeds the kernel's)",
+            table(["op", "torch us", "FlagGems us", "kernels us", "vs torch", "vs FlagGems"], eager),
+        ]
     if args.model:
         selection = selection_of(args.selection) if args.selection else None
         rows, ref = model_rows(args.model, selection, args.batch, args.seq)
-        parts += ["", f"model: {args.model}, forward of {args.batch}x{args.seq} tokens, bf16, median of 10; "
-                      "errors and top-1 vs native bf16 logits", table(
-                          ["configuration", "ms", "speed vs native", "logits rel err", "top-1 agreement", "NaN/Inf",
-                           "verdict"], rows)]
+        parts += [
+            "",
+            f"model: {args.model}, forward of {args.batch}x{args.seq} tokens, bf16, median of 10; "
+            "errors and top-1 vs native bf16 logits",
+            table(
+                ["configuration", "ms", "speed vs native", "logits rel err", "top-1 agreement", "NaN/Inf", "verdict"],
+                rows,
+            ),
+        ]
     text = "\n".join(parts)
     print(text)
     if args.out:

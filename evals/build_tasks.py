@@ -52,8 +52,7 @@ KNOWLEDGE: list[tuple[str, str, str, str, str]] = [
     ("What is the chemical symbol for potassium?", "K", "P", "Po", "Pt"),
     ("What is the chemical symbol for oxygen?", "O", "Ox", "Og", "Os"),
     ("What is the chemical symbol for silver?", "Ag", "Si", "Sv", "Au"),
-    ("Which gas do plants absorb from the air for photosynthesis?", "carbon dioxide", "oxygen", "nitrogen",
-     "helium"),
+    ("Which gas do plants absorb from the air for photosynthesis?", "carbon dioxide", "oxygen", "nitrogen", "helium"),
     ("Which gas makes up most of the Earth's atmosphere?", "nitrogen", "oxygen", "carbon dioxide", "argon"),
     ("What is the chemical formula of water?", "H2O", "CO2", "O2", "NaCl"),
     ("What is the chemical formula of table salt?", "NaCl", "KCl", "H2O", "CaCO3"),
@@ -75,8 +74,13 @@ KNOWLEDGE: list[tuple[str, str, str, str, str]] = [
     ("How many sides does an octagon have?", "8", "6", "10", "12"),
     ("How many minutes are in an hour?", "60", "100", "30", "24"),
     ("How many hours are in a day?", "24", "12", "60", "48"),
-    ("What is the largest ocean on Earth?", "the Pacific Ocean", "the Atlantic Ocean", "the Indian Ocean",
-     "the Arctic Ocean"),
+    (
+        "What is the largest ocean on Earth?",
+        "the Pacific Ocean",
+        "the Atlantic Ocean",
+        "the Indian Ocean",
+        "the Arctic Ocean",
+    ),
     ("What is the longest river in South America?", "the Amazon", "the Parana", "the Orinoco", "the Madeira"),
     ("On which continent is the Sahara desert?", "Africa", "Asia", "Australia", "South America"),
     ("What is the highest mountain above sea level?", "Mount Everest", "K2", "Kangchenjunga", "Mont Blanc"),
@@ -88,21 +92,40 @@ KNOWLEDGE: list[tuple[str, str, str, str, str]] = [
     ("What do bees make?", "honey", "silk", "wax paper", "milk"),
     ("What is the main language spoken in Brazil?", "Portuguese", "Spanish", "French", "English"),
     ("What is the main language spoken in Mexico?", "Spanish", "Portuguese", "English", "French"),
-    ("Who wrote the play Romeo and Juliet?", "William Shakespeare", "Charles Dickens", "Jane Austen",
-     "Mark Twain"),
-    ("Who developed the theory of general relativity?", "Albert Einstein", "Isaac Newton", "Niels Bohr",
-     "Galileo Galilei"),
-    ("Who formulated the laws of motion and universal gravitation?", "Isaac Newton", "Albert Einstein",
-     "Johannes Kepler", "Michael Faraday"),
-    ("Who proposed the theory of evolution by natural selection?", "Charles Darwin", "Gregor Mendel",
-     "Louis Pasteur", "Isaac Newton"),
+    ("Who wrote the play Romeo and Juliet?", "William Shakespeare", "Charles Dickens", "Jane Austen", "Mark Twain"),
+    (
+        "Who developed the theory of general relativity?",
+        "Albert Einstein",
+        "Isaac Newton",
+        "Niels Bohr",
+        "Galileo Galilei",
+    ),
+    (
+        "Who formulated the laws of motion and universal gravitation?",
+        "Isaac Newton",
+        "Albert Einstein",
+        "Johannes Kepler",
+        "Michael Faraday",
+    ),
+    (
+        "Who proposed the theory of evolution by natural selection?",
+        "Charles Darwin",
+        "Gregor Mendel",
+        "Louis Pasteur",
+        "Isaac Newton",
+    ),
     ("Who painted the Mona Lisa?", "Leonardo da Vinci", "Michelangelo", "Raphael", "Rembrandt"),
     ("In which year did the First World War begin?", "1914", "1918", "1939", "1905"),
     ("In which year did the Second World War end?", "1945", "1939", "1950", "1918"),
     ("In which year did humans first land on the Moon?", "1969", "1959", "1975", "1981"),
     ("What is the freezing point of water in degrees Fahrenheit?", "32", "0", "100", "212"),
-    ("What is the speed of light in vacuum, approximately, in kilometres per second?", "300000", "30000",
-     "3000", "3000000"),
+    (
+        "What is the speed of light in vacuum, approximately, in kilometres per second?",
+        "300000",
+        "30000",
+        "3000",
+        "3000000",
+    ),
     ("What is the smallest prime number?", "2", "1", "3", "0"),
     ("What is the square root of 81?", "9", "8", "7", "81"),
     ("Which metal is liquid at room temperature?", "mercury", "iron", "copper", "aluminium"),
@@ -115,17 +138,34 @@ KNOWLEDGE: list[tuple[str, str, str, str, str]] = [
 
 NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Oscar"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-THINGS = [("cats", "animals"), ("roses", "flowers"), ("oaks", "trees"), ("trout", "fish"), ("sparrows", "birds"),
-          ("violins", "instruments"), ("hammers", "tools"), ("apples", "fruits")]
-ADJECTIVES = [("taller", "shortest", "tallest"), ("older", "youngest", "oldest"), ("faster", "slowest", "fastest"),
-              ("heavier", "lightest", "heaviest")]
+THINGS = [
+    ("cats", "animals"),
+    ("roses", "flowers"),
+    ("oaks", "trees"),
+    ("trout", "fish"),
+    ("sparrows", "birds"),
+    ("violins", "instruments"),
+    ("hammers", "tools"),
+    ("apples", "fruits"),
+]
+ADJECTIVES = [
+    ("taller", "shortest", "tallest"),
+    ("older", "youngest", "oldest"),
+    ("faster", "slowest", "fastest"),
+    ("heavier", "lightest", "heaviest"),
+]
 
 
 def mc(rng: random.Random, category: str, index: int, question: str, correct: str, wrong: list[str]) -> TaskItem:
     choices = [correct, *[w for w in dict.fromkeys(wrong) if w != correct]][:4]
     rng.shuffle(choices)
-    return TaskItem(id=f"{category}-{index:03d}", category=category, question=question, choices=choices,
-                    answer=choices.index(correct))
+    return TaskItem(
+        id=f"{category}-{index:03d}",
+        category=category,
+        question=question,
+        choices=choices,
+        answer=choices.index(correct),
+    )
 
 
 def knowledge(rng: random.Random) -> list[TaskItem]:
@@ -167,7 +207,7 @@ def reasoning_sequence(rng: random.Random) -> tuple[str, str, list[str]]:
         terms = [first + step * i for i in range(5)]
         rule = "adds"
     else:
-        terms = [first * (2 ** i) for i in range(5)]
+        terms = [first * (2**i) for i in range(5)]
         rule = "doubles"
     question = f"What number comes next in the sequence {', '.join(map(str, terms[:4]))}?"
     correct = terms[4]
@@ -190,8 +230,10 @@ def math_item(rng: random.Random) -> tuple[str, str, list[str]]:
         question, correct = f"What is {a * b} divided by {b}?", a
     elif kind == "words":
         name = rng.choice(NAMES)
-        question = (f"{name} has {a} marbles and gives {b} of them to a friend, then buys {b + 3} more. "
-                    f"How many marbles does {name} have now?")
+        question = (
+            f"{name} has {a} marbles and gives {b} of them to a friend, then buys {b + 3} more. "
+            f"How many marbles does {name} have now?"
+        )
         correct = a - b + b + 3
     else:
         base = rng.choice([20, 40, 60, 80, 120, 200, 300, 400])
@@ -237,14 +279,17 @@ def wrong_values(value, rng: random.Random) -> list:
 
 def code_item(rng: random.Random) -> tuple[str, str, list[str]]:
     expression = rng.choice(CODE_TEMPLATES)(rng)
-    value = eval(expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max,
-                                               "sorted": sorted, "bool": bool}})
+    value = eval(
+        expression,
+        {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "sorted": sorted, "bool": bool}},
+    )
     question = f"What does this Python expression evaluate to? {expression}"
     return question, repr(value), [repr(w) for w in wrong_values(value, rng)]
 
 
-def generated(category: str, make: Callable[[random.Random], tuple[str, str, list[str]]],
-              rng: random.Random) -> list[TaskItem]:
+def generated(
+    category: str, make: Callable[[random.Random], tuple[str, str, list[str]]], rng: random.Random
+) -> list[TaskItem]:
     items: list[TaskItem] = []
     seen: set[str] = set()
     while len(items) < ITEMS_PER_CATEGORY:
@@ -280,9 +325,14 @@ def manifest(sets: dict[str, list[TaskItem]]) -> dict:
         "licence": LICENCE,
         "source": "authored for fr-agent (evals/build_tasks.py); see LICENSES.md",
         "seed": SEED,
-        "files": {file_name(c): {"category": c, "items": len(items),
-                                 "sha256": hashlib.sha256(render(items).encode()).hexdigest()}
-                  for c, items in sets.items()},
+        "files": {
+            file_name(c): {
+                "category": c,
+                "items": len(items),
+                "sha256": hashlib.sha256(render(items).encode()).hexdigest(),
+            }
+            for c, items in sets.items()
+        },
     }
 
 

@@ -44,8 +44,17 @@ def contained(positions: list[tuple[float, int, dict[int, int]]], k: int) -> lis
     return [rank <= k for _, rank, _ in positions]
 
 
-def consistency(reference: Endpoint, migrated: Endpoint, encode, *, greedy_tokens: int, topk: int,
-                topk_tokens: int, prompt_count: int, heldout_tokens: int) -> list[MetricRow]:
+def consistency(
+    reference: Endpoint,
+    migrated: Endpoint,
+    encode,
+    *,
+    greedy_tokens: int,
+    topk: int,
+    topk_tokens: int,
+    prompt_count: int,
+    heldout_tokens: int,
+) -> list[MetricRow]:
     agreements: list[float] = []
     ref_contained: list[bool] = []
     mig_contained: list[bool] = []
@@ -67,16 +76,30 @@ def consistency(reference: Endpoint, migrated: Endpoint, encode, *, greedy_token
 
     top1 = sum(argmax(r[2]) == argmax(m[2]) for r, m in zip(ref_positions, mig_positions)) / len(ref_positions)
     rows = [
-        MetricRow(name="greedy_token_agreement", reference=1.0, migrated=sum(agreements) / len(agreements),
-                  samples=len(agreements) * greedy_tokens),
+        MetricRow(
+            name="greedy_token_agreement",
+            reference=1.0,
+            migrated=sum(agreements) / len(agreements),
+            samples=len(agreements) * greedy_tokens,
+        ),
     ]
     if topk_tokens:
-        rows.append(MetricRow(name=f"top{topk}_containment", reference=sum(ref_contained) / len(ref_contained),
-                              migrated=sum(mig_contained) / len(mig_contained), samples=len(ref_contained)))
+        rows.append(
+            MetricRow(
+                name=f"top{topk}_containment",
+                reference=sum(ref_contained) / len(ref_contained),
+                migrated=sum(mig_contained) / len(mig_contained),
+                samples=len(ref_contained),
+            )
+        )
     rows += [
         MetricRow(name="teacher_forced_top1_agreement", reference=1.0, migrated=top1, samples=len(ref_positions)),
-        MetricRow(name="heldout_perplexity", reference=perplexity([p[0] for p in ref_positions]),
-                  migrated=perplexity([p[0] for p in mig_positions]), higher_is_better=False,
-                  samples=len(ref_positions)),
+        MetricRow(
+            name="heldout_perplexity",
+            reference=perplexity([p[0] for p in ref_positions]),
+            migrated=perplexity([p[0] for p in mig_positions]),
+            higher_is_better=False,
+            samples=len(ref_positions),
+        ),
     ]
     return rows

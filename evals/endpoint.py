@@ -26,8 +26,16 @@ class Endpoint:
 
     def greedy(self, ids: list[int], new_tokens: int) -> list[int]:
         """Exactly `new_tokens` greedy tokens after `ids` (EOS does not stop it)."""
-        body = self.complete({"prompt": ids, "max_tokens": new_tokens, "min_tokens": new_tokens, "temperature": 0,
-                              "return_token_ids": True, "ignore_eos": True})
+        body = self.complete(
+            {
+                "prompt": ids,
+                "max_tokens": new_tokens,
+                "min_tokens": new_tokens,
+                "temperature": 0,
+                "return_token_ids": True,
+                "ignore_eos": True,
+            }
+        )
         return body["choices"][0]["token_ids"]
 
     def prompt_logprobs(self, ids: list[int], k: int = 1) -> list[tuple[float, int, dict[int, int]]]:
@@ -46,4 +54,4 @@ class Endpoint:
     def loglik(self, context: list[int], continuation: list[int]) -> float:
         """Sum of the continuation's token log-probabilities given the context."""
         positions = self.prompt_logprobs(context + continuation, 1)
-        return sum(logprob for logprob, _, _ in positions[len(context) - 1:])
+        return sum(logprob for logprob, _, _ in positions[len(context) - 1 :])

@@ -26,14 +26,32 @@ SEQ_LEN = 128
 
 def config(tokenizer, hidden: int, layers: int) -> LlamaConfig:
     heads = hidden // 64
-    return LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=int(hidden * 2.75) // 64 * 64,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                       head_dim=64, max_position_embeddings=1024, tie_word_embeddings=False,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=hidden,
+        intermediate_size=int(hidden * 2.75) // 64 * 64,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        head_dim=64,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
 
 
-def build(dest: Path, *, steps: int = 300, layers: int = 24, hidden: int = 1024, batch: int = 32, seed: int = 0,
-          lr: float = 1e-3, log=print) -> Path:
+def build(
+    dest: Path,
+    *,
+    steps: int = 300,
+    layers: int = 24,
+    hidden: int = 1024,
+    batch: int = 32,
+    seed: int = 0,
+    lr: float = 1e-3,
+    log=print,
+) -> Path:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = train_tokenizer()
     stream, starts = _token_stream(tokenizer)
@@ -43,7 +61,8 @@ def build(dest: Path, *, steps: int = 300, layers: int = 24, hidden: int = 1024,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     bos = torch.full((batch, 1), tokenizer.bos_token_id, device=device)
     offsets = torch.arange(SEQ_LEN - 1)
     started, loss = time.monotonic(), None
@@ -61,13 +80,19 @@ def build(dest: Path, *, steps: int = 300, layers: int = 24, hidden: int = 1024,
         if step % 50 == 0 or step == steps - 1:
             log(f"step {step}: loss {loss.item():.3f}")
     model.eval()
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id, do_sample=False)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+    )
     dest = Path(dest)
     model.to(torch.bfloat16).save_pretrained(dest)
     _save_tokenizer(tokenizer, dest)
-    log(f"{params / 1e6:.0f}M params, {layers} layers x {hidden}, trained {steps} steps in "
-        f"{time.monotonic() - started:.0f}s (final loss {loss.item():.3f}) -> {dest}")
+    log(
+        f"{params / 1e6:.0f}M params, {layers} layers x {hidden}, trained {steps} steps in "
+        f"{time.monotonic() - started:.0f}s (final loss {loss.item():.3f}) -> {dest}"
+    )
     return dest
 
 

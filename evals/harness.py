@@ -13,8 +13,13 @@ from contextlib import contextmanager
 from fr_agent.evals.report import MetricRow
 
 # What datasets raise when a task's data is not in the local cache and the hub may not be reached.
-MISSING_DATA_ERRORS = ("DatasetNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "FileNotFoundError",
-                       "LocalEntryNotFoundError")
+MISSING_DATA_ERRORS = (
+    "DatasetNotFoundError",
+    "OfflineModeIsEnabled",
+    "ConnectionError",
+    "FileNotFoundError",
+    "LocalEntryNotFoundError",
+)
 
 
 class Skip(Exception):
@@ -48,9 +53,15 @@ def offline_datasets():
 def run_side(url: str, model: str, tokenizer: str, tasks: list[str], limit: int | None) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} from one endpoint."""
     lm_eval = importlib.import_module("lm_eval")
-    model_args = {"base_url": f"{url.rstrip('/')}/v1/completions", "model": model, "tokenizer": tokenizer,
-                  "tokenizer_backend": "huggingface", "tokenized_requests": True, "num_concurrent": 1,
-                  "max_retries": 1}
+    model_args = {
+        "base_url": f"{url.rstrip('/')}/v1/completions",
+        "model": model,
+        "tokenizer": tokenizer,
+        "tokenizer_backend": "huggingface",
+        "tokenized_requests": True,
+        "num_concurrent": 1,
+        "max_retries": 1,
+    }
     with offline_datasets():
         try:
             out = lm_eval.simple_evaluate(model="local-completions", model_args=model_args, tasks=tasks, limit=limit)
@@ -60,13 +71,17 @@ def run_side(url: str, model: str, tokenizer: str, tasks: list[str], limit: int 
             raise
     results = {}
     for task, values in out["results"].items():
-        results[task] = {name.split(",")[0]: float(value) for name, value in values.items()
-                         if isinstance(value, (int, float)) and "stderr" not in name}
+        results[task] = {
+            name.split(",")[0]: float(value)
+            for name, value in values.items()
+            if isinstance(value, (int, float)) and "stderr" not in name
+        }
     return results
 
 
-def lm_eval_rows(reference: tuple[str, str], migrated: tuple[str, str], tokenizer: str, tasks: list[str],
-                 limit: int | None) -> list[MetricRow]:
+def lm_eval_rows(
+    reference: tuple[str, str], migrated: tuple[str, str], tokenizer: str, tasks: list[str], limit: int | None
+) -> list[MetricRow]:
     """`reference` and `migrated` are (url, served model name); raises Skip when the suite cannot run."""
     reason = unavailable(tasks)
     if reason:
@@ -76,6 +91,13 @@ def lm_eval_rows(reference: tuple[str, str], migrated: tuple[str, str], tokenize
     rows = []
     for task in sorted(ref):
         for metric in sorted(ref[task]):
-            rows.append(MetricRow(name=f"lm_eval_{task}_{metric}", suite="lm-eval", reference=ref[task][metric],
-                                  migrated=mig.get(task, {}).get(metric, float("nan")), samples=limit or 0))
+            rows.append(
+                MetricRow(
+                    name=f"lm_eval_{task}_{metric}",
+                    suite="lm-eval",
+                    reference=ref[task][metric],
+                    migrated=mig.get(task, {}).get(metric, float("nan")),
+                    samples=limit or 0,
+                )
+            )
     return rows

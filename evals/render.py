@@ -35,18 +35,28 @@ def rich_table(summary: dict) -> Table:
     for column in ("suite", "metric", "reference", "migrated", "abs diff", "% diff"):
         table.add_column(column, justify="right" if column not in ("suite", "metric") else "left")
     for m in summary["metrics"]:
-        table.add_row(m.get("suite", ""), metric_label(m), number(m["reference"]), number(m["migrated"]),
-                      number(m["abs_diff"]), percent(m["pct_diff"]))
+        table.add_row(
+            m.get("suite", ""),
+            metric_label(m),
+            number(m["reference"]),
+            number(m["migrated"]),
+            number(m["abs_diff"]),
+            percent(m["pct_diff"]),
+        )
     for outcome in summary.get("outcomes", []):
-        table.add_row(outcome["suite"], f"[dim]{outcome['status']}: {escape(outcome['reason'][:100])}[/dim]",
-                      "", "", "", "")
+        table.add_row(
+            outcome["suite"], f"[dim]{outcome['status']}: {escape(outcome['reason'][:100])}[/dim]", "", "", "", ""
+        )
     return table
 
 
 def markdown_table(summary: dict) -> str:
     head = ["| metric | reference | migrated | abs diff | % diff |", "|---|---|---|---|---|"]
-    rows = [f"| {metric_label(m)} | {number(m['reference'])} | {number(m['migrated'])} | {number(m['abs_diff'])} "
-            f"| {percent(m['pct_diff'])} |" for m in summary["metrics"]]
+    rows = [
+        f"| {metric_label(m)} | {number(m['reference'])} | {number(m['migrated'])} | {number(m['abs_diff'])} "
+        f"| {percent(m['pct_diff'])} |"
+        for m in summary["metrics"]
+    ]
     return "\n".join([*head, *rows])
 
 

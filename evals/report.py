@@ -117,12 +117,14 @@ class EvalReport(BaseModel):
         if self.crashed:
             failures.append(("crashed", "crashed: " + "; ".join(f"{o.suite}: {o.reason}" for o in self.crashed)))
         if self.accuracy_rows and not bad and self.avg_pct_diff >= self.threshold_pct:
-            failures.append(("accuracy", f"average percent difference {self.avg_pct_diff:.2f}% >= "
-                                         f"{self.threshold_pct:g}%"))
+            failures.append(
+                ("accuracy", f"average percent difference {self.avg_pct_diff:.2f}% >= {self.threshold_pct:g}%")
+            )
         ratio = self.perf_ratio
         if ratio is not None and not bad and not ratio >= self.min_perf_ratio:
-            failures.append(("performance", f"throughput ratio {ratio:.2f}x < {self.min_perf_ratio:g}x of the "
-                                            "reference"))
+            failures.append(
+                ("performance", f"throughput ratio {ratio:.2f}x < {self.min_perf_ratio:g}x of the reference")
+            )
         return failures
 
     @property
@@ -147,6 +149,7 @@ class EvalReport(BaseModel):
 
     def summary(self) -> dict:
         """JSON-ready form used by transcripts, `transcripts show` and publish (non-finite numbers become None)."""
+
         def finite(value: float | None) -> float | None:
             return value if value is not None and math.isfinite(value) else None
 

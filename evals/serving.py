@@ -34,8 +34,9 @@ class LevelResult(BaseModel):
         return statistics.median(self.latencies_s)
 
 
-async def _load(url: str, model: str, prompts: list[list[int]], concurrency: int, requests: int,
-                max_tokens: int, timeout: float) -> LevelResult:
+async def _load(
+    url: str, model: str, prompts: list[list[int]], concurrency: int, requests: int, max_tokens: int, timeout: float
+) -> LevelResult:
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     tokens = 0
@@ -44,9 +45,17 @@ async def _load(url: str, model: str, prompts: list[list[int]], concurrency: int
         nonlocal tokens
         async with gate:
             started = time.perf_counter()
-            reply = await client.post("/v1/completions", json={
-                "model": model, "prompt": prompts[index % len(prompts)], "max_tokens": max_tokens,
-                "min_tokens": max_tokens, "ignore_eos": True, "temperature": 0})
+            reply = await client.post(
+                "/v1/completions",
+                json={
+                    "model": model,
+                    "prompt": prompts[index % len(prompts)],
+                    "max_tokens": max_tokens,
+                    "min_tokens": max_tokens,
+                    "ignore_eos": True,
+                    "temperature": 0,
+                },
+            )
             latencies.append(time.perf_counter() - started)
         if reply.status_code != 200:
             raise RuntimeError(f"{url}/v1/completions answered {reply.status_code}: {reply.text[:300]}")
@@ -60,31 +69,62 @@ async def _load(url: str, model: str, prompts: list[list[int]], concurrency: int
         started = time.perf_counter()
         await asyncio.gather(*(one(client, i) for i in range(requests)))
         wall = time.perf_counter() - started
-    return LevelResult(concurrency=concurrency, requests=requests, completion_tokens=tokens, wall_s=wall,
-                       latencies_s=latencies)
+    return LevelResult(
+        concurrency=concurrency, requests=requests, completion_tokens=tokens, wall_s=wall, latencies_s=latencies
+    )
 
 
-def measure_level(url: str, model: str, prompts: list[list[int]], *, concurrency: int, requests: int,
-                  max_tokens: int, timeout: float = 300) -> LevelResult:
+def measure_level(
+    url: str,
+    model: str,
+    prompts: list[list[int]],
+    *,
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    timeout: float = 300,
+) -> LevelResult:
     return asyncio.run(_load(url, model, prompts, concurrency, requests, max_tokens, timeout))
 
 
-def serving(reference: tuple[str, str], migrated: tuple[str, str], prompts: list[list[int]], *,
-            levels: list[int], requests: int, max_tokens: int) -> list[MetricRow]:
+def serving(
+    reference: tuple[str, str],
+    migrated: tuple[str, str],
+    prompts: list[list[int]],
+    *,
+    levels: list[int],
+    requests: int,
+    max_tokens: int,
+) -> list[MetricRow]:
     """`reference` and `migrated` are (url, served model name)."""
     rows: list[MetricRow] = []
     for turn, concurrency in enumerate(levels):
         sides = [("reference", reference), ("migrated", migrated)]
         results = {}
-        for side, (url, model) in (sides if turn % 2 == 0 else sides[::-1]):
-            results[side] = measure_level(url, model, prompts, concurrency=concurrency, requests=requests,
-                                          max_tokens=max_tokens)
+        for side, (url, model) in sides if turn % 2 == 0 else sides[::-1]:
+            results[side] = measure_level(
+                url, model, prompts, concurrency=concurrency, requests=requests, max_tokens=max_tokens
+            )
         ref, mig = results["reference"], results["migrated"]
         rows += [
-            MetricRow(name=f"throughput_c{concurrency}", kind="throughput", suite="serving", unit="tok/s",
-                      reference=ref.throughput, migrated=mig.throughput, samples=requests),
-            MetricRow(name=f"latency_p50_c{concurrency}", kind="latency", suite="serving", unit="s",
-                      reference=ref.latency_p50, migrated=mig.latency_p50, higher_is_better=False,
-                      samples=requests),
+            MetricRow(
+                name=f"throughput_c{concurrency}",
+                kind="throughput",
+                suite="serving",
+                unit="tok/s",
+                reference=ref.throughput,
+                migrated=mig.throughput,
+                samples=requests,
+            ),
+            MetricRow(
+                name=f"latency_p50_c{concurrency}",
+                kind="latency",
+                suite="serving",
+                unit="s",
+                reference=ref.latency_p50,
+                migrated=mig.latency_p50,
+                higher_is_better=False,
+                samples=requests,
+            ),
         ]
     return rows

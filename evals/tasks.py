@@ -53,8 +53,9 @@ def context(item: TaskItem) -> str:
     return f"Question: {item.question}\nAnswer:"
 
 
-def requests(items: list[TaskItem], encode: Callable[[str], list[int]],
-             encode_continuation: Callable[[str], list[int]]) -> list[tuple[list[int], list[int]]]:
+def requests(
+    items: list[TaskItem], encode: Callable[[str], list[int]], encode_continuation: Callable[[str], list[int]]
+) -> list[tuple[list[int], list[int]]]:
     """(context ids, continuation ids) for every choice of every item, in order."""
     out = []
     for item in items:
@@ -63,21 +64,23 @@ def requests(items: list[TaskItem], encode: Callable[[str], list[int]],
     return out
 
 
-def choose(endpoint: Endpoint, items: list[TaskItem], reqs: list[tuple[list[int], list[int]]],
-           concurrency: int) -> list[int]:
+def choose(
+    endpoint: Endpoint, items: list[TaskItem], reqs: list[tuple[list[int], list[int]]], concurrency: int
+) -> list[int]:
     """The index of the most likely choice for each item (ties: the first)."""
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         scores = list(pool.map(lambda r: endpoint.loglik(*r), reqs))
     picks, offset = [], 0
     for item in items:
-        mine = scores[offset: offset + len(item.choices)]
+        mine = scores[offset : offset + len(item.choices)]
         picks.append(mine.index(max(mine)))
         offset += len(item.choices)
     return picks
 
 
-def task_accuracy(reference: Endpoint, migrated: Endpoint, encode, encode_continuation, *, per_category: int,
-                  concurrency: int = 4) -> list[MetricRow]:
+def task_accuracy(
+    reference: Endpoint, migrated: Endpoint, encode, encode_continuation, *, per_category: int, concurrency: int = 4
+) -> list[MetricRow]:
     items = load_tasks(per_category)
     reqs = requests(items, encode, encode_continuation)
     ref_picks = choose(reference, items, reqs, concurrency)
@@ -87,10 +90,22 @@ def task_accuracy(reference: Endpoint, migrated: Endpoint, encode, encode_contin
         index = [i for i, item in enumerate(items) if item.category == category]
         if not index:
             continue
-        rows.append(MetricRow(
-            name=f"task_{category}_accuracy", suite="tasks", samples=len(index),
-            reference=sum(ref_picks[i] == items[i].answer for i in index) / len(index),
-            migrated=sum(mig_picks[i] == items[i].answer for i in index) / len(index)))
-    rows.append(MetricRow(name="task_answer_agreement", suite="tasks", reference=1.0, samples=len(items),
-                          migrated=sum(a == b for a, b in zip(ref_picks, mig_picks)) / len(items)))
+        rows.append(
+            MetricRow(
+                name=f"task_{category}_accuracy",
+                suite="tasks",
+                samples=len(index),
+                reference=sum(ref_picks[i] == items[i].answer for i in index) / len(index),
+                migrated=sum(mig_picks[i] == items[i].answer for i in index) / len(index),
+            )
+        )
+    rows.append(
+        MetricRow(
+            name="task_answer_agreement",
+            suite="tasks",
+            reference=1.0,
+            samples=len(items),
+            migrated=sum(a == b for a, b in zip(ref_picks, mig_picks)) / len(items),
+        )
+    )
     return rows

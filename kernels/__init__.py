@@ -35,17 +35,24 @@ def kernel_path(op: str) -> pathlib.Path:
     try:
         return KERNELS_DIR / KERNELS[op]
     except KeyError:
-        raise KeyError(
-            f"no kernel registered for op {op!r}; known: {sorted(KERNELS)}"
-        ) from None
+        raise KeyError(f"no kernel registered for op {op!r}; known: {sorted(KERNELS)}") from None
 
 
 def operator_spec(recipe: Recipe) -> dict:
     """The recipe's operator plan as the operator layer (registry.py) reads it inside a sandbox."""
     plan = recipe.operators
-    return {"device": recipe.torch_device, "dtype": recipe.dtype, "backend": plan.backend, "ops": plan.ops,
-            "disabled": plan.disabled, "reference": plan.reference, "cast": plan.cast,
-            "include": plan.include, "kernels": plan.kernels, "kernels_dir": str(KERNELS_DIR)}
+    return {
+        "device": recipe.torch_device,
+        "dtype": recipe.dtype,
+        "backend": plan.backend,
+        "ops": plan.ops,
+        "disabled": plan.disabled,
+        "reference": plan.reference,
+        "cast": plan.cast,
+        "include": plan.include,
+        "kernels": plan.kernels,
+        "kernels_dir": str(KERNELS_DIR),
+    }
 
 
 __all__ = ["KERNELS", "KERNELS_DIR", "kernel_path", "operator_spec"]

@@ -75,9 +75,7 @@ def fused_add_rms_norm(
     if x.shape != residual.shape:
         raise ValueError(f"fused_add_rms_norm: x {tuple(x.shape)} != residual {tuple(residual.shape)}")
     if x.shape[-1] != weight.numel():
-        raise ValueError(
-            f"fused_add_rms_norm: last dim of x ({x.shape[-1]}) != weight size ({weight.numel()})"
-        )
+        raise ValueError(f"fused_add_rms_norm: last dim of x ({x.shape[-1]}) != weight size ({weight.numel()})")
     N = x.shape[-1]
     x2 = x.contiguous().reshape(-1, N)
     r2 = residual.to(x.dtype).contiguous().reshape(-1, N)
@@ -87,8 +85,18 @@ def fused_add_rms_norm(
     if M and N:
         one_pass = N <= MAX_FUSED
         BLOCK_N = triton.next_power_of_2(N) if one_pass else 4096
-        fused_add_rms_norm_kernel[(M,)](y, h, x2, r2, weight.contiguous(), N, eps, BLOCK_N=BLOCK_N,
-                                        ONE_PASS=one_pass, num_warps=num_warps_for(BLOCK_N))
+        fused_add_rms_norm_kernel[(M,)](
+            y,
+            h,
+            x2,
+            r2,
+            weight.contiguous(),
+            N,
+            eps,
+            BLOCK_N=BLOCK_N,
+            ONE_PASS=one_pass,
+            num_warps=num_warps_for(BLOCK_N),
+        )
     return y.reshape(x.shape), h.reshape(x.shape)
 
 

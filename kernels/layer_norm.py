@@ -20,8 +20,9 @@ def num_warps_for(block: int) -> int:
 
 
 @triton.jit
-def layer_norm_kernel(Y, X, W, B, N, eps, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
-                      BLOCK_N: tl.constexpr, ONE_PASS: tl.constexpr):
+def layer_norm_kernel(
+    Y, X, W, B, N, eps, HAS_W: tl.constexpr, HAS_B: tl.constexpr, BLOCK_N: tl.constexpr, ONE_PASS: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     X += row * N
     Y += row * N
@@ -61,8 +62,9 @@ def layer_norm_kernel(Y, X, W, B, N, eps, HAS_W: tl.constexpr, HAS_B: tl.constex
             tl.store(Y + cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-               eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over the last dimension of ``x``; the result has x's shape and dtype."""
     N = x.shape[-1]
     for name, t in (("weight", weight), ("bias", bias)):
@@ -75,13 +77,25 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.
         BLOCK_N = triton.next_power_of_2(N) if one_pass else 4096
         w = weight.contiguous() if weight is not None else x2  # dummy pointer when absent
         b = bias.contiguous() if bias is not None else x2
-        layer_norm_kernel[(x2.shape[0],)](y, x2, w, b, N, eps, HAS_W=weight is not None, HAS_B=bias is not None,
-                                          BLOCK_N=BLOCK_N, ONE_PASS=one_pass, num_warps=num_warps_for(BLOCK_N))
+        layer_norm_kernel[(x2.shape[0],)](
+            y,
+            x2,
+            w,
+            b,
+            N,
+            eps,
+            HAS_W=weight is not None,
+            HAS_B=bias is not None,
+            BLOCK_N=BLOCK_N,
+            ONE_PASS=one_pass,
+            num_warps=num_warps_for(BLOCK_N),
+        )
     return y.reshape(x.shape)
 
 
-def layer_norm_reference(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                         eps: float = 1e-5) -> torch.Tensor:
+def layer_norm_reference(
+    x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
     """Torch reference: computed in float32, cast back to x's dtype."""
     w = weight.float() if weight is not None else None
     b = bias.float() if bias is not None else None

@@ -33,26 +33,142 @@ KERNELS_DIR = Path(__file__).resolve().parent
 
 #: our op -> how it enters an HF model ("module": module swap, "function": modeling-module global,
 #: "aten": torch.library registration); ops without a hook are kernel-only.
-MODEL_HOOKS = {"rms_norm": "module", "silu_and_mul": "module", "rotary_embedding": "function",
-               "layer_norm": "module", "softmax": "aten"}
+MODEL_HOOKS = {
+    "rms_norm": "module",
+    "silu_and_mul": "module",
+    "rotary_embedding": "function",
+    "layer_norm": "module",
+    "softmax": "aten",
+}
 KERNEL_OPS = ("rms_norm", "fused_add_rms_norm", "silu_and_mul", "rotary_embedding", "softmax", "layer_norm")
 
 # FlagRelease's op groups, the first level of the operator search's bisection.
-_COMPUTE = {"mm", "mm_out", "addmm", "addmm_out", "bmm", "bmm_out", "baddbmm", "mv", "addmv", "addmv_out", "dot",
-            "vdot", "addr", "kron", "group_mm", "flash_attention_forward", "conv1d", "conv2d", "conv3d",
-            "_conv_depthwise2d"}
-_REDUCE_PREFIXES = ("sum", "mean", "amax", "amin", "aminmax", "max", "min", "argmax", "argmin", "all", "any", "prod",
-                    "var", "std", "vector_norm", "softmax", "log_softmax", "_safe_softmax", "scaled_softmax",
-                    "layer_norm", "rms_norm", "group_norm", "batch_norm", "cumsum", "cummax", "cummin", "topk",
-                    "sort", "count_nonzero", "quantile", "trace", "allclose", "equal", "_is_all_true", "nll_loss",
-                    "mse_loss", "margin_ranking_loss", "soft_margin_loss", "weight_norm")
-_INDEX_PREFIXES = ("index", "_index_put", "gather", "scatter", "embedding", "masked_", "select", "slice", "where",
-                   "nonzero", "one_hot", "isin", "repeat_interleave", "unique", "_unique", "bincount", "multinomial")
-_MEMORY_PREFIXES = ("to_copy", "copy_", "contiguous", "cat", "stack", "hstack", "vstack", "fill", "zero", "ones",
-                    "full", "new_full", "arange", "linspace", "logspace", "eye", "tile", "repeat", "flip", "roll",
-                    "pad", "constant_pad", "reflection_pad", "replication_pad", "tril", "triu", "t_copy",
-                    "alias_copy", "lift_fresh", "resolve_", "diag", "unfold", "rand", "normal", "uniform",
-                    "exponential", "bernoulli", "dropout", "pixel_unshuffle", "upsample", "_upsample", "conj")
+_COMPUTE = {
+    "mm",
+    "mm_out",
+    "addmm",
+    "addmm_out",
+    "bmm",
+    "bmm_out",
+    "baddbmm",
+    "mv",
+    "addmv",
+    "addmv_out",
+    "dot",
+    "vdot",
+    "addr",
+    "kron",
+    "group_mm",
+    "flash_attention_forward",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "_conv_depthwise2d",
+}
+_REDUCE_PREFIXES = (
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+    "aminmax",
+    "max",
+    "min",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "prod",
+    "var",
+    "std",
+    "vector_norm",
+    "softmax",
+    "log_softmax",
+    "_safe_softmax",
+    "scaled_softmax",
+    "layer_norm",
+    "rms_norm",
+    "group_norm",
+    "batch_norm",
+    "cumsum",
+    "cummax",
+    "cummin",
+    "topk",
+    "sort",
+    "count_nonzero",
+    "quantile",
+    "trace",
+    "allclose",
+    "equal",
+    "_is_all_true",
+    "nll_loss",
+    "mse_loss",
+    "margin_ranking_loss",
+    "soft_margin_loss",
+    "weight_norm",
+)
+_INDEX_PREFIXES = (
+    "index",
+    "_index_put",
+    "gather",
+    "scatter",
+    "embedding",
+    "masked_",
+    "select",
+    "slice",
+    "where",
+    "nonzero",
+    "one_hot",
+    "isin",
+    "repeat_interleave",
+    "unique",
+    "_unique",
+    "bincount",
+    "multinomial",
+)
+_MEMORY_PREFIXES = (
+    "to_copy",
+    "copy_",
+    "contiguous",
+    "cat",
+    "stack",
+    "hstack",
+    "vstack",
+    "fill",
+    "zero",
+    "ones",
+    "full",
+    "new_full",
+    "arange",
+    "linspace",
+    "logspace",
+    "eye",
+    "tile",
+    "repeat",
+    "flip",
+    "roll",
+    "pad",
+    "constant_pad",
+    "reflection_pad",
+    "replication_pad",
+    "tril",
+    "triu",
+    "t_copy",
+    "alias_copy",
+    "lift_fresh",
+    "resolve_",
+    "diag",
+    "unfold",
+    "rand",
+    "normal",
+    "uniform",
+    "exponential",
+    "bernoulli",
+    "dropout",
+    "pixel_unshuffle",
+    "upsample",
+    "_upsample",
+    "conj",
+)
 GROUPS = ("compute", "reduce", "index", "memory", "math")
 
 
@@ -69,8 +185,10 @@ def group_of(op: str) -> str:
 def cache_dirs() -> dict[str, Path]:
     """Where Triton and FlagGems cache compiled kernels and tuning results in this process's environment."""
     home = Path(os.environ.get("HOME") or Path.home())
-    return {"triton": Path(os.environ.get("TRITON_CACHE_DIR") or home / ".triton" / "cache"),
-            "flaggems": Path(os.environ.get("FLAGGEMS_CACHE_DIR") or home / ".flaggems")}
+    return {
+        "triton": Path(os.environ.get("TRITON_CACHE_DIR") or home / ".triton" / "cache"),
+        "flaggems": Path(os.environ.get("FLAGGEMS_CACHE_DIR") or home / ".flaggems"),
+    }
 
 
 def clear_caches(dirs: dict[str, Path] | None = None) -> list[str]:
@@ -196,7 +314,9 @@ def _apply_flaggems(plan: dict, reference: set, cast: dict, applied: Applied) ->
         flag_gems.enable(lib=lib, unused=sorted(keep_out))
         chosen = [op for op in table if op not in keep_out]
     applied.flaggems = list(chosen)
-    dispatch_key = flag_gems.runtime.device.dispatch_key if hasattr(flag_gems.runtime.device, "dispatch_key") else "CUDA"
+    dispatch_key = (
+        flag_gems.runtime.device.dispatch_key if hasattr(flag_gems.runtime.device, "dispatch_key") else "CUDA"
+    )
     fns = {item[1].__name__: item[1] for item in flag_gems._FULL_CONFIG}
     for op, dtype in sorted(cast.items()):
         if op in table and op not in reference and (include is None or op in include):
@@ -231,8 +351,9 @@ def _is_silu(act) -> bool:
     return isinstance(act, torch.nn.SiLU) or "silu" in type(act).__name__.lower()
 
 
-def patch_model(model, ops, kernels_dir=None, *, reference=(), cast=None, label=False, native=False,
-                applied: Applied | None = None) -> Applied:
+def patch_model(
+    model, ops, kernels_dir=None, *, reference=(), cast=None, label=False, native=False, applied: Applied | None = None
+) -> Applied:
     """Swap our kernels for the HF building blocks named by ``ops``.
 
     ``native=True`` keeps the model's own code and only wraps it in the ``fr::<op>`` profiler range:
@@ -247,8 +368,14 @@ def patch_model(model, ops, kernels_dir=None, *, reference=(), cast=None, label=
         if op == "rms_norm":
             for mod in model.modules():
                 eps = getattr(mod, "variance_epsilon", getattr(mod, "eps", None))
-                if type(mod).__name__.endswith("RMSNorm") and eps is not None and getattr(mod, "weight", None) is not None:
-                    forward = mod.forward if native else (lambda m, e, f: lambda x: f(x, m.weight, e))(mod, float(eps), fn)
+                if (
+                    type(mod).__name__.endswith("RMSNorm")
+                    and eps is not None
+                    and getattr(mod, "weight", None) is not None
+                ):
+                    forward = (
+                        mod.forward if native else (lambda m, e, f: lambda x: f(x, m.weight, e))(mod, float(eps), fn)
+                    )
                     hits += _swap_forward(mod, _labelled(forward, op, label), applied)
         elif op == "layer_norm":
             import torch
@@ -259,7 +386,9 @@ def patch_model(model, ops, kernels_dir=None, *, reference=(), cast=None, label=
                     hits += _swap_forward(mod, _labelled(forward, op, label), applied)
         elif op == "silu_and_mul":
             for mod in model.modules():
-                if all(hasattr(mod, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and _is_silu(mod.act_fn):
+                if all(hasattr(mod, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and _is_silu(
+                    mod.act_fn
+                ):
                     # only the activation-and-product is swapped (and labelled), never the projections
                     act = _labelled((lambda a: lambda g, u: a(g) * u)(mod.act_fn) if native else fn, op, label)
                     forward = (lambda m, a: lambda x: m.down_proj(a(m.gate_proj(x), m.up_proj(x))))(mod, act)
@@ -272,12 +401,14 @@ def patch_model(model, ops, kernels_dir=None, *, reference=(), cast=None, label=
                 if native:
                     new = original
                 else:
+
                     def new(q, k, cos, sin, *args, unsqueeze_dim=1, _fn=fn, **kwargs):
                         if args and not isinstance(args[0], int):  # old signature (q, k, cos, sin, position_ids, ...)
                             args = args[1:]
                         if args:
                             unsqueeze_dim = args[0]
                         return _fn(q, k, cos, sin, unsqueeze_dim)
+
                 setattr(modeling, "apply_rotary_pos_emb", _labelled(new, op, label))
                 applied.restore.append(lambda m=modeling, o=original: setattr(m, "apply_rotary_pos_emb", o))
                 hits += 1

@@ -59,9 +59,7 @@ def rms_norm_kernel(
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension of ``x``; the result has x's shape and dtype."""
     if x.shape[-1] != weight.numel():
-        raise ValueError(
-            f"rms_norm: last dim of x ({x.shape[-1]}) != weight size ({weight.numel()})"
-        )
+        raise ValueError(f"rms_norm: last dim of x ({x.shape[-1]}) != weight size ({weight.numel()})")
     N = x.shape[-1]
     x2 = x.contiguous().reshape(-1, N)
     w = weight.contiguous()
@@ -71,14 +69,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
         return y.reshape(x.shape)
     one_pass = N <= MAX_FUSED
     BLOCK_N = triton.next_power_of_2(N) if one_pass else 4096
-    rms_norm_kernel[(M,)](y, x2, w, N, eps, BLOCK_N=BLOCK_N, ONE_PASS=one_pass,
-                          num_warps=num_warps_for(BLOCK_N))
+    rms_norm_kernel[(M,)](y, x2, w, N, eps, BLOCK_N=BLOCK_N, ONE_PASS=one_pass, num_warps=num_warps_for(BLOCK_N))
     return y.reshape(x.shape)
 
 
-def rms_norm_reference(
-    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
-) -> torch.Tensor:
+def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Torch reference: computed in float32, cast back to x's dtype."""
     xf = x.float()
     var = xf.pow(2).mean(dim=-1, keepdim=True)

@@ -24,8 +24,31 @@ TILE = 1024  # elements per half-row tile: 8 per thread at 4 warps, one 16-byte 
 
 
 @triton.jit
-def _rope_rows(O, X, C, S, blk, nrows, nb, nh, sxa, sxb, sxh, soa, sob, soh, sca, scb, sch, ssa, ssb, ssh,
-               HALF, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rope_rows(
+    O,
+    X,
+    C,
+    S,
+    blk,
+    nrows,
+    nb,
+    nh,
+    sxa,
+    sxb,
+    sxh,
+    soa,
+    sob,
+    soh,
+    sca,
+    scb,
+    sch,
+    ssa,
+    ssb,
+    ssh,
+    HALF,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """Rows blk*BLOCK_R ... of one tensor; row r is (a, b, h) = (r // nh // nb, r // nh % nb, r % nh)."""
     r = blk * BLOCK_R + tl.arange(0, BLOCK_R)  # int32: the wrapper keeps rows < 2**31
     h = (r % nh).to(tl.int64)
@@ -49,19 +72,100 @@ def _rope_rows(O, X, C, S, blk, nrows, nb, nh, sxa, sxb, sxh, soa, sob, soh, sca
 
 @triton.jit
 def rotary_embedding_kernel(
-    QO, Q, KO, K, C, S,
-    q_blocks, q_rows, qnb, qnh, k_rows, knb, knh,
-    sqa, sqb, sqh, soqa, soqb, soqh, sqca, sqcb, sqch, sqsa, sqsb, sqsh,
-    ska, skb, skh, soka, sokb, sokh, skca, skcb, skch, sksa, sksb, sksh,
-    HALF, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    QO,
+    Q,
+    KO,
+    K,
+    C,
+    S,
+    q_blocks,
+    q_rows,
+    qnb,
+    qnh,
+    k_rows,
+    knb,
+    knh,
+    sqa,
+    sqb,
+    sqh,
+    soqa,
+    soqb,
+    soqh,
+    sqca,
+    sqcb,
+    sqch,
+    sqsa,
+    sqsb,
+    sqsh,
+    ska,
+    skb,
+    skh,
+    soka,
+    sokb,
+    sokh,
+    skca,
+    skcb,
+    skch,
+    sksa,
+    sksb,
+    sksh,
+    HALF,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
     if pid < q_blocks:
-        _rope_rows(QO, Q, C, S, pid, q_rows, qnb, qnh, sqa, sqb, sqh, soqa, soqb, soqh, sqca, sqcb, sqch,
-                   sqsa, sqsb, sqsh, HALF, BLOCK_R, BLOCK_D)
+        _rope_rows(
+            QO,
+            Q,
+            C,
+            S,
+            pid,
+            q_rows,
+            qnb,
+            qnh,
+            sqa,
+            sqb,
+            sqh,
+            soqa,
+            soqb,
+            soqh,
+            sqca,
+            sqcb,
+            sqch,
+            sqsa,
+            sqsb,
+            sqsh,
+            HALF,
+            BLOCK_R,
+            BLOCK_D,
+        )
     else:
-        _rope_rows(KO, K, C, S, pid - q_blocks, k_rows, knb, knh, ska, skb, skh, soka, sokb, sokh, skca, skcb,
-                   skch, sksa, sksb, sksh, HALF, BLOCK_R, BLOCK_D)
+        _rope_rows(
+            KO,
+            K,
+            C,
+            S,
+            pid - q_blocks,
+            k_rows,
+            knb,
+            knh,
+            ska,
+            skb,
+            skh,
+            soka,
+            sokb,
+            sokh,
+            skca,
+            skcb,
+            skch,
+            sksa,
+            sksb,
+            sksh,
+            HALF,
+            BLOCK_R,
+            BLOCK_D,
+        )
 
 
 def _bcast_strides(c_shape: tuple, c_strides: tuple, shape: list[int]) -> list[int]:
@@ -80,8 +184,9 @@ def _geometry(x: torch.Tensor, cs_shape: tuple, cos_strides: tuple, sin_strides:
     host time (tens of us per call) would exceed the kernel's at decode. The three leading dims are taken
     outermost-first in x's memory order, so a program's rows are neighbours in memory."""
     if not 1 <= x.dim() <= 4 or len(cs_shape) > x.dim():
-        raise ValueError(f"rotary_embedding: q/k need 1 to 4 dims and at least as many as cos/sin {cs_shape}, "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"rotary_embedding: q/k need 1 to 4 dims and at least as many as cos/sin {cs_shape}, got {tuple(x.shape)}"
+        )
     x = x if x.stride(-1) == 1 else x.contiguous()
     out = torch.empty_like(x)  # x's layout when x is dense, else contiguous
     pad = [1] * (4 - x.dim())
@@ -93,13 +198,16 @@ def _geometry(x: torch.Tensor, cs_shape: tuple, cos_strides: tuple, sin_strides:
     return out, x, (shape[a] * shape[b] * shape[h], shape[b], shape[h]), strides
 
 
-def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                     unsqueeze_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_embedding(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate q and k; returns (q_embed, k_embed) with q's and k's shapes, dtypes and (dense) layouts."""
     D = q.shape[-1]
     if D % 2 or k.shape[-1] != D or cos.shape[-1] != D or sin.shape != cos.shape:
-        raise ValueError(f"rotary_embedding: head dims must match and be even, cos and sin alike: q {tuple(q.shape)}, "
-                         f"k {tuple(k.shape)}, cos {tuple(cos.shape)}, sin {tuple(sin.shape)}")
+        raise ValueError(
+            f"rotary_embedding: head dims must match and be even, cos and sin alike: q {tuple(q.shape)}, "
+            f"k {tuple(k.shape)}, cos {tuple(cos.shape)}, sin {tuple(sin.shape)}"
+        )
     cos = cos if cos.stride(-1) == 1 else cos.contiguous()
     sin = sin if sin.stride(-1) == 1 else sin.contiguous()
     shape, cst, sst = tuple(cos.shape), cos.stride(), sin.stride()
@@ -117,9 +225,23 @@ def rotary_embedding(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: t
     block_r = max(1, TILE // block_d)
     q_blocks, k_blocks = triton.cdiv(q_dims[0], block_r), triton.cdiv(k_dims[0], block_r)
     if q_blocks + k_blocks:
-        rotary_embedding_kernel[(q_blocks + k_blocks,)](qo, qx, ko, kx, cos, sin, q_blocks, *q_dims, *k_dims,
-                                                        *qstr, *kstr, half, BLOCK_R=block_r, BLOCK_D=block_d,
-                                                        num_warps=4)
+        rotary_embedding_kernel[(q_blocks + k_blocks,)](
+            qo,
+            qx,
+            ko,
+            kx,
+            cos,
+            sin,
+            q_blocks,
+            *q_dims,
+            *k_dims,
+            *qstr,
+            *kstr,
+            half,
+            BLOCK_R=block_r,
+            BLOCK_D=block_d,
+            num_warps=4,
+        )
     return qo, ko
 
 
@@ -128,8 +250,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def rotary_embedding_reference(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                               unsqueeze_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_embedding_reference(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch reference: computed in float32, cast back to q's and k's dtypes."""
     if unsqueeze_dim is not None:
         cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)

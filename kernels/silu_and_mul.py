@@ -38,7 +38,8 @@ def _launch(y: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, stride: int, 
     if rows and d:
         BLOCK_N = min(triton.next_power_of_2(d), 2048)
         silu_and_mul_kernel[(rows, triton.cdiv(d, BLOCK_N))](
-            y, gate, up, d, stride, BLOCK_N=BLOCK_N, num_warps=4 if BLOCK_N <= 1024 else 8)
+            y, gate, up, d, stride, BLOCK_N=BLOCK_N, num_warps=4 if BLOCK_N <= 1024 else 8
+        )
     return y
 
 

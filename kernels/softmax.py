@@ -58,8 +58,7 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     if x2.shape[0] and N:
         one_pass = N <= MAX_FUSED
         BLOCK_N = triton.next_power_of_2(N) if one_pass else 4096
-        softmax_kernel[(x2.shape[0],)](y, x2, N, BLOCK_N=BLOCK_N, ONE_PASS=one_pass,
-                                       num_warps=num_warps_for(BLOCK_N))
+        softmax_kernel[(x2.shape[0],)](y, x2, N, BLOCK_N=BLOCK_N, ONE_PASS=one_pass, num_warps=num_warps_for(BLOCK_N))
     return y.reshape(x.shape)
 
 

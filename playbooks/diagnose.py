@@ -56,7 +56,9 @@ PREFIXES = [
 ]
 PREFIX = re.compile("|".join(f"(?:{p})" for p in PREFIXES))
 # All stacked prefixes in one possessive match (most frequent first): the hot loop of big logs.
-LINE = re.compile(rf"[ \t]*+((?:{'|'.join(f'(?:{PREFIXES[i]})' for i in (5, 8, 0, 1, 6, 2, 3, 10, 9, 11, 12, 13, 4, 7))})*+)")
+LINE = re.compile(
+    rf"[ \t]*+((?:{'|'.join(f'(?:{PREFIXES[i]})' for i in (5, 8, 0, 1, 6, 2, 3, 10, 9, 11, 12, 13, 4, 7))})*+)"
+)
 REDRAWN = re.compile(r"^[^\n]*\r(?=[^\n\r])", re.MULTILINE)
 GLOG_WARN = re.compile(r"(?:^|\s)W\d{4} ")
 PREFIX_START = set("0123456789[(ADEFIJMNOSTWhs>") | set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -67,22 +69,48 @@ RAY_SUFFIX = re.compile(r"\s*\[repeated \d+x across cluster\].*$")
 ASYNC_HINTS = re.compile(
     r"\s*(?:CUDA kernel errors might be asynchronously reported.*|For debugging consider passing CUDA_LAUNCH_BLOCKING=1.*"
     r"|Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.*|Search for `cuda\w+' in https://docs\.nvidia\.com\S*"
-    r"(?: for more information\.)?)$")
+    r"(?: for more information\.)?)$"
+)
 NOISE_START = set("^~─━│┃╭╮╰╯┌┐└┘═ .-")
 NOISE = re.compile(r"^(?:\^+|~+|[─━│┃╭╮╰╯┌┐└┘═ ]+|\.{3,}|-{3,})$")
 ERROR_LINE = re.compile(
     r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)\b.*|op_check: .*|\[fr-agent\] .*"
-    r"|.*\b(?:error|failed|fatal|not found|denied|killed|abort(?:ed)?|segmentation fault|illegal)\b.*)", re.IGNORECASE)
-WARNING_LINE = re.compile(r"^(?:\w*Warning:|warnings\.warn\(|WARNING\b|WARN\b|\[W\b|\[W\d|W\d{4} )|^\S+\.py:\d+: \w*Warning: ")
+    r"|.*\b(?:error|failed|fatal|not found|denied|killed|abort(?:ed)?|segmentation fault|illegal)\b.*)",
+    re.IGNORECASE,
+)
+WARNING_LINE = re.compile(
+    r"^(?:\w*Warning:|warnings\.warn\(|WARNING\b|WARN\b|\[W\b|\[W\d|W\d{4} )|^\S+\.py:\d+: \w*Warning: "
+)
 WARN_START = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_[/.")
 WARN_PREFIX = re.compile(r"^(?:WARNING|WARN)\b|^W\d{4} |/WARNING")
 # Words that mark a line of a huge log's middle worth keeping (searched lowercased, as plain bytes: fast).
-ERROR_WORDS = (b"error", b"exception", b"traceback", b"fail", b"fatal", b"not found", b"not supported",
-               b"not implemented", b"denied", b"killed", b"cannot", b"can't", b"could not", b"unable",
-               b"insufficient", b"too old", b"illegal", b"undefined", b"no module", b"out of memory")
+ERROR_WORDS = (
+    b"error",
+    b"exception",
+    b"traceback",
+    b"fail",
+    b"fatal",
+    b"not found",
+    b"not supported",
+    b"not implemented",
+    b"denied",
+    b"killed",
+    b"cannot",
+    b"can't",
+    b"could not",
+    b"unable",
+    b"insufficient",
+    b"too old",
+    b"illegal",
+    b"undefined",
+    b"no module",
+    b"out of memory",
+)
 VOLATILE = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?|/[^\s:'\"]+")
-CHAIN = re.compile(r"^(?:During handling of the above exception, another exception occurred:"
-                   r"|The above exception was the direct cause of the following exception:)$")
+CHAIN = re.compile(
+    r"^(?:During handling of the above exception, another exception occurred:"
+    r"|The above exception was the direct cause of the following exception:)$"
+)
 
 
 class Playbook(BaseModel):
@@ -104,7 +132,9 @@ class Playbook(BaseModel):
 class Diagnosis(BaseModel):
     stage: str
     category: Category
-    params: dict[str, Any] = Field(default_factory=dict, description="the first tool call's arguments; {reason} if unrepairable")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the first tool call's arguments; {reason} if unrepairable"
+    )
     evidence: list[str]
     tool_calls: list[ToolCall] = Field(default_factory=list)
     confidence: float
@@ -116,7 +146,11 @@ class Diagnosis(BaseModel):
 
 @cache
 def load_playbooks(path: str | None = None) -> tuple[Playbook, ...]:
-    text = Path(path).read_text() if path else resources.files("fr_agent.playbooks").joinpath("signatures.yaml").read_text()
+    text = (
+        Path(path).read_text()
+        if path
+        else resources.files("fr_agent.playbooks").joinpath("signatures.yaml").read_text()
+    )
     try:
         entries = [Playbook.model_validate(raw) for raw in yaml.safe_load(text)]
         for entry in entries:
@@ -196,7 +230,7 @@ def strip_prefixes(line: str) -> tuple[str, bool]:
         if not match or match.end() == 0:
             return line, warned
         warned = warned or bool(WARN_PREFIX.match(match.group()))
-        line = line[match.end():]
+        line = line[match.end() :]
     return line, warned
 
 
@@ -218,7 +252,7 @@ def normalize_levels(text: str) -> tuple[list[str], list[bool]]:
     recent: list[str] = []
     for raw in text.split("\n"):
         match = LINE.match(raw)
-        prefix, rest = match.group(1), raw[match.end():]
+        prefix, rest = match.group(1), raw[match.end() :]
         pieces = [(rest, prefix)]
         if "pid=" in rest and EMBEDDED_PREFIX.search(rest):  # several lines pasted into one
             pieces = []
@@ -296,7 +330,7 @@ def structure(pattern: str) -> Iterator[tuple[int, str]]:
         if in_class:
             in_class = ch != "]"
         elif ch == "[":
-            in_class, i = True, i + 1 if pattern[i + 1: i + 2] == "]" else i  # `[]...]`: that `]` is literal
+            in_class, i = True, i + 1 if pattern[i + 1 : i + 2] == "]" else i  # `[]...]`: that `]` is literal
         elif ch in "()|":
             yield i, ch
         i += 1
@@ -349,7 +383,7 @@ def needles(pattern: str) -> tuple[tuple[str, ...], bool] | None:
     characters (then the whole text is searched)."""
     ignore_case = bool(sre.parse(pattern).state.flags & re.IGNORECASE)
     flags = re.match(r"^\(\?[aiLmsux]+\)", pattern)
-    body = pattern[flags.end():] if flags else pattern
+    body = pattern[flags.end() :] if flags else pattern
     while body.startswith("(") and len(top_level_branches(body)) == 1 and closing(body) == len(body) - 1:
         body = re.sub(r"^\((?:\?:|\?P<\w+>)?", "", body)[:-1]  # (?:a|b) as a whole -> a|b
     found = []
@@ -385,7 +419,7 @@ def candidate_text(pattern: str, joined: str, lowered: str, starts: list[int]) -
     numbers = sorted(n for n in picked if n < len(starts))
     if len(numbers) > len(starts) // 2:
         return None
-    pieces = [joined[starts[n]: (starts[n + 1] - 1 if n + 1 < len(starts) else len(joined))] for n in numbers]
+    pieces = [joined[starts[n] : (starts[n + 1] - 1 if n + 1 < len(starts) else len(joined))] for n in numbers]
     return "\n".join(pieces), numbers
 
 
@@ -413,7 +447,7 @@ def find_hits(joined: str, starts: list[int], warnings: list[bool], playbooks: t
         else:
             line_no = numbers[text.count("\n", 0, last.start())]
         end = joined.find("\n", starts[line_no])
-        line = joined[starts[line_no]: end if end >= 0 else len(joined)]
+        line = joined[starts[line_no] : end if end >= 0 else len(joined)]
         column = last.start() - (text.rfind("\n", 0, last.start()) + 1)
         hits.append(Hit(book, last, line_no, line, warnings[line_no], column))
     return hits
@@ -427,20 +461,31 @@ def choose(hits: list[Hit]) -> Hit | None:
     errors = [h for h in hits if not h.warning] or hits
     latest = max(errors, key=lambda h: (h.line_no, h.column))
     if latest.book.tier == "symptom":
-        causes = [h for h in hits if h.book.tier == "cause" and latest.line_no - SYMPTOM_WINDOW <= h.line_no <= latest.line_no]
+        causes = [
+            h for h in hits if h.book.tier == "cause" and latest.line_no - SYMPTOM_WINDOW <= h.line_no <= latest.line_no
+        ]
         if causes:
             return max(causes, key=lambda h: (not h.warning, h.line_no))
     return latest
 
 
 def signature_of(stage: str, playbook: str | None, params: dict, evidence: list[str]) -> str:
-    basis = f"{stage}|{playbook}|{sorted(params.items())}" if playbook else \
-        f"{stage}|" + "|".join(VOLATILE.sub("#", line) for line in evidence[-1:])
+    basis = (
+        f"{stage}|{playbook}|{sorted(params.items())}"
+        if playbook
+        else f"{stage}|" + "|".join(VOLATILE.sub("#", line) for line in evidence[-1:])
+    )
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
-def diagnose_lines(lines: list[str], stage: str = "unknown", *, timed_out: bool = False,
-                   playbooks: tuple[Playbook, ...] | None = None, warnings: list[bool] | None = None) -> Diagnosis:
+def diagnose_lines(
+    lines: list[str],
+    stage: str = "unknown",
+    *,
+    timed_out: bool = False,
+    playbooks: tuple[Playbook, ...] | None = None,
+    warnings: list[bool] | None = None,
+) -> Diagnosis:
     warnings = warnings or [False] * len(lines)
     joined = "\n".join(lines)
     starts, offset = [], 0
@@ -456,11 +501,23 @@ def diagnose_lines(lines: list[str], stage: str = "unknown", *, timed_out: bool 
         hits.remove(hit)  # its parameters could not be derived (e.g. an op name FlagGems does not register)
     evidence = last_errors(lines) if lines else ["(empty log)"]
     if timed_out:
-        return Diagnosis(stage=stage, category="unrepairable", explanation=f"the {stage} stage hung and was killed",
-                         evidence=evidence, params={"reason": f"{stage} stage timed out"}, confidence=0.6,
-                         signature=signature_of(stage, "timeout", {}, evidence))
-    return Diagnosis(stage=stage, category="unknown", explanation="no playbook matches this failure",
-                     evidence=evidence, confidence=0.0, signature=signature_of(stage, None, {}, evidence))
+        return Diagnosis(
+            stage=stage,
+            category="unrepairable",
+            explanation=f"the {stage} stage hung and was killed",
+            evidence=evidence,
+            params={"reason": f"{stage} stage timed out"},
+            confidence=0.6,
+            signature=signature_of(stage, "timeout", {}, evidence),
+        )
+    return Diagnosis(
+        stage=stage,
+        category="unknown",
+        explanation="no playbook matches this failure",
+        evidence=evidence,
+        confidence=0.0,
+        signature=signature_of(stage, None, {}, evidence),
+    )
 
 
 def from_hit(hit: Hit, lines: list[str], joined: str, stage: str) -> Diagnosis | None:
@@ -476,18 +533,28 @@ def from_hit(hit: Hit, lines: list[str], joined: str, stage: str) -> Diagnosis |
     except (KeyError, IndexError):
         return None
     evidence = [hit.line[:500]]
-    final = last_errors(lines[hit.line_no:], 1)
+    final = last_errors(lines[hit.line_no :], 1)
     if final and final[0] != evidence[0] and not hit.line.startswith(final[0][:60]):
         evidence.append(final[0])
     params = {"reason": book.reason} if book.category == "unrepairable" else (dict(calls[0].args) if calls else {})
     confidence = round(book.confidence - (0.2 if hit.warning else 0.0), 2)
-    return Diagnosis(stage=stage, category=book.category, playbook=book.id, explanation=book.explain,
-                     evidence=evidence, params=params, facts=facts, tool_calls=calls, confidence=confidence,
-                     signature=signature_of(stage, book.id, params, evidence))
+    return Diagnosis(
+        stage=stage,
+        category=book.category,
+        playbook=book.id,
+        explanation=book.explain,
+        evidence=evidence,
+        params=params,
+        facts=facts,
+        tool_calls=calls,
+        confidence=confidence,
+        signature=signature_of(stage, book.id, params, evidence),
+    )
 
 
-def diagnose_text(text: str, stage: str = "unknown", *, timed_out: bool = False,
-                  playbooks: tuple[Playbook, ...] | None = None) -> Diagnosis:
+def diagnose_text(
+    text: str, stage: str = "unknown", *, timed_out: bool = False, playbooks: tuple[Playbook, ...] | None = None
+) -> Diagnosis:
     lines, warnings = normalize_levels(text)
     return diagnose_lines(lines, stage, timed_out=timed_out, playbooks=playbooks, warnings=warnings)
 

@@ -57,12 +57,16 @@ def resolve_endpoint(llm: LLMSettings, env: Mapping[str, str] = os.environ) -> E
     and OPENAI_API_KEY are the last resort. A model name is required; a key alone means OpenAI itself."""
     base_url = env.get("FR_AGENT_LLM_BASE_URL") or llm.base_url or env.get("OPENAI_BASE_URL")
     model = env.get("FR_AGENT_LLM_MODEL") or llm.model
-    key = env.get("FR_AGENT_LLM_API_KEY") or (llm.api_key.get_secret_value() if llm.api_key else None) \
+    key = (
+        env.get("FR_AGENT_LLM_API_KEY")
+        or (llm.api_key.get_secret_value() if llm.api_key else None)
         or env.get("OPENAI_API_KEY")
+    )
     if not model or not (base_url or key):
         return None
-    return Endpoint(base_url=(base_url or OPENAI_BASE_URL).rstrip("/"), model=model,
-                    api_key=SecretStr(key) if key else None)
+    return Endpoint(
+        base_url=(base_url or OPENAI_BASE_URL).rstrip("/"), model=model, api_key=SecretStr(key) if key else None
+    )
 
 
 def estimate_tokens(value: Any) -> int:
@@ -96,11 +100,15 @@ class ToolSpec:
 
 def tools_as_text(tools: list[ToolSpec]) -> str:
     """For endpoints without native tool calling: the same schemas, and how to call them in text."""
-    lines = ["You can call these tools. To call one, reply with exactly one JSON object",
-             '{"name": "<tool>", "arguments": {...}} and nothing else after it.']
+    lines = [
+        "You can call these tools. To call one, reply with exactly one JSON object",
+        '{"name": "<tool>", "arguments": {...}} and nothing else after it.',
+    ]
     for spec in tools:
-        lines.append(f"- {spec.name}: {spec.description}\n  arguments schema: "
-                     f"{json.dumps(spec.args_model.model_json_schema(), separators=(',', ':'))}")
+        lines.append(
+            f"- {spec.name}: {spec.description}\n  arguments schema: "
+            f"{json.dumps(spec.args_model.model_json_schema(), separators=(',', ':'))}"
+        )
     return "\n".join(lines)
 
 
@@ -257,15 +265,22 @@ def error_text(err: openai.APIStatusError) -> str:
 
 
 class LLMClient:
-    def __init__(self, endpoint: Endpoint, settings: LLMSettings, *, max_retries: int | None = None,
-                 timeout_s: float | None = None):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settings: LLMSettings,
+        *,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+    ):
         self.endpoint = endpoint
         self.settings = settings
         self.max_retries = settings.max_retries if max_retries is None else max_retries
         self.timeout_s = timeout_s or settings.timeout_s
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else "no-key"  # local servers need none
-        self.sdk = openai.OpenAI(base_url=endpoint.base_url, api_key=key, timeout=self.timeout_s,
-                                 max_retries=self.max_retries)
+        self.sdk = openai.OpenAI(
+            base_url=endpoint.base_url, api_key=key, timeout=self.timeout_s, max_retries=self.max_retries
+        )
         self.caps = Capabilities(strict=settings.strict != "off")
         self.last_request: dict = {}
 
@@ -274,8 +289,12 @@ class LLMClient:
         if tools and not self.caps.native_tools:
             messages = with_system_text(messages, tools_as_text(tools))
         messages = [self._outgoing(m) for m in messages]
-        body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages,
-                                "temperature": self.settings.temperature, self.caps.max_tokens_param: max_tokens}
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            self.caps.max_tokens_param: max_tokens,
+        }
         if tools and self.caps.native_tools:
             body["tools"] = [spec.schema(self.caps.strict) for spec in tools]
             if self.caps.tool_choice != "omit":
@@ -289,8 +308,10 @@ class LLMClient:
         if not self.caps.native_tools and out.get("role") == "tool":  # no tool role without native tools
             out = {"role": "user", "content": f"Result of {out.get('name', 'the tool')}: {out['content']}"}
         if not self.caps.native_tools and out.get("tool_calls"):
-            calls = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
-                     for c in out["tool_calls"]]
+            calls = [
+                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
+                for c in out["tool_calls"]
+            ]
             out = {"role": "assistant", "content": (out.get("content") or "") + "\n" + json.dumps(calls)}
         return out
 
@@ -317,8 +338,12 @@ class LLMClient:
             caps.strict = False
         elif caps.max_tokens_param == "max_tokens" and "max_tokens" in text and "max_completion_tokens" in text:
             caps.max_tokens_param = "max_completion_tokens"
-        elif caps.send_reasoning and "reasoning_content" in text and "passed back" not in text \
-                and any("reasoning_content" in m for m in body["messages"]):
+        elif (
+            caps.send_reasoning
+            and "reasoning_content" in text
+            and "passed back" not in text
+            and any("reasoning_content" in m for m in body["messages"])
+        ):
             caps.send_reasoning = False
         elif "tool_choice" in body and re.search(r"tool.?choice", text):
             caps.tool_choice = "auto" if caps.tool_choice == "required" else "omit"
@@ -355,8 +380,10 @@ class LLMClient:
         reasoning = extra.get("reasoning_content") or extra.get("reasoning")
         content, thinking = split_thinking(raw)
         if message.tool_calls:
-            calls = [parsed_call(tc.id or f"call_{i}", tc.function.name, tc.function.arguments)
-                     for i, tc in enumerate(message.tool_calls)]
+            calls = [
+                parsed_call(tc.id or f"call_{i}", tc.function.name, tc.function.arguments)
+                for i, tc in enumerate(message.tool_calls)
+            ]
             native = True
         else:
             calls, native = calls_in_text(content), False
@@ -364,21 +391,42 @@ class LLMClient:
         if usage is not None and usage.prompt_tokens is not None:
             counted = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens or 0)
         else:
-            counted = Usage(prompt_tokens=estimate_tokens(body["messages"]) + estimate_tokens(body.get("tools", [])),
-                            completion_tokens=estimate_tokens(raw + (reasoning or "") + json.dumps(
-                                [c.model_dump() for c in calls])), estimated=True)
+            counted = Usage(
+                prompt_tokens=estimate_tokens(body["messages"]) + estimate_tokens(body.get("tools", [])),
+                completion_tokens=estimate_tokens(
+                    raw + (reasoning or "") + json.dumps([c.model_dump() for c in calls])
+                ),
+                estimated=True,
+            )
         turn: dict[str, Any] = {"role": "assistant", "content": content or None}
         if native:
-            turn["tool_calls"] = [{"id": c.id, "type": "function", "function": {
-                "name": c.name, "arguments": json.dumps(c.arguments) if c.arguments is not None else "{}"}}
-                for c in calls]
+            turn["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {
+                        "name": c.name,
+                        "arguments": json.dumps(c.arguments) if c.arguments is not None else "{}",
+                    },
+                }
+                for c in calls
+            ]
             if reasoning:  # DeepSeek: a tool-calling turn's reasoning must go back with every later request
                 turn["reasoning_content"] = reasoning
         else:
             turn["content"] = content
-        return LLMReply(content=content, thinking=thinking or reasoning, reasoning_content=reasoning, calls=calls,
-                        native=native, think_tags=thinking is not None, finish_reason=choice.finish_reason,
-                        usage=counted, latency_s=latency_s, assistant_message=turn)
+        return LLMReply(
+            content=content,
+            thinking=thinking or reasoning,
+            reasoning_content=reasoning,
+            calls=calls,
+            native=native,
+            think_tags=thinking is not None,
+            finish_reason=choice.finish_reason,
+            usage=counted,
+            latency_s=latency_s,
+            assistant_message=turn,
+        )
 
 
 def with_system_text(messages: list[dict], text: str) -> list[dict]:
@@ -426,8 +474,9 @@ class ProbeReport(BaseModel):
         return self.answers and (self.native_tool_calls or self.text_tool_calls)
 
 
-def probe(endpoint: Endpoint, settings: LLMSettings, *, max_retries: int | None = None,
-          timeout_s: float | None = None) -> tuple[ProbeReport, LLMClient]:
+def probe(
+    endpoint: Endpoint, settings: LLMSettings, *, max_retries: int | None = None, timeout_s: float | None = None
+) -> tuple[ProbeReport, LLMClient]:
     """Ask the endpoint for one tool call and, when it makes one, send the result back (with any
     reasoning_content): what works is recorded; the client keeps the capabilities it learned."""
     client = LLMClient(endpoint, settings, max_retries=max_retries, timeout_s=timeout_s)
@@ -436,8 +485,10 @@ def probe(endpoint: Endpoint, settings: LLMSettings, *, max_retries: int | None 
         report.models_listed = [m.id for m in client.sdk.models.list().data]
     except openai.OpenAIError:
         report.models_listed = None
-    messages = [{"role": "system", "content": "You are a connectivity probe. Use the tool you are given."},
-                {"role": "user", "content": 'Call the tool `echo` with word "pong".'}]
+    messages = [
+        {"role": "system", "content": "You are a connectivity probe. Use the tool you are given."},
+        {"role": "user", "content": 'Call the tool `echo` with word "pong".'},
+    ]
     budget = min(settings.max_completion_tokens, 1024)
     try:
         reply = client.chat(messages, [ECHO], budget)
@@ -451,9 +502,12 @@ def probe(endpoint: Endpoint, settings: LLMSettings, *, max_retries: int | None 
         report.native_tool_calls = bool(echo and reply.native)
         report.text_tool_calls = bool(echo and not reply.native)
         if echo and reply.native:
-            follow = [*messages, reply.assistant_message,
-                      {"role": "tool", "tool_call_id": echo.id, "name": "echo", "content": "pong received"},
-                      {"role": "user", "content": "Reply with the single word: done"}]
+            follow = [
+                *messages,
+                reply.assistant_message,
+                {"role": "tool", "tool_call_id": echo.id, "name": "echo", "content": "pong received"},
+                {"role": "user", "content": "Reply with the single word: done"},
+            ]
             second = client.chat(follow, [ECHO], budget)
             report.tokens += second.usage.total
             report.reasoning_sent_back = True if report.reasoning_content else None

@@ -101,41 +101,57 @@ def log_excerpt(path: Path, evidence: list[str], limit_chars: int) -> str:
 
 def round_context(round: PlanRound, excerpt_chars: int) -> str:
     d = round.diagnosis
-    diagnosis = [f"category: {d.category}" + (f" (playbook {d.playbook})" if d.playbook else ""),
-                 f"explanation: {d.explanation}", f"confidence: {d.confidence}",
-                 *(f"evidence: {line}" for line in d.evidence)]
+    diagnosis = [
+        f"category: {d.category}" + (f" (playbook {d.playbook})" if d.playbook else ""),
+        f"explanation: {d.explanation}",
+        f"confidence: {d.confidence}",
+        *(f"evidence: {line}" for line in d.evidence),
+    ]
     if d.params:
         diagnosis.append(f"params: {json.dumps(d.params, sort_keys=True, default=str)}")
     if getattr(d, "facts", None):
         diagnosis.append(f"facts from the log: {json.dumps(d.facts, sort_keys=True, default=str)}")
-    parts = [f"## Failure\nstage {d.stage} failed in attempt {round.attempt}: {round.failure.get('detail', '')}",
-             "## Diagnosis\n" + "\n".join(diagnosis)]
+    parts = [
+        f"## Failure\nstage {d.stage} failed in attempt {round.attempt}: {round.failure.get('detail', '')}",
+        "## Diagnosis\n" + "\n".join(diagnosis),
+    ]
     log_path = round.failure.get("log_path")
     if log_path and Path(log_path).is_file():
-        parts.append(f"## Log excerpt ({Path(log_path).name}; read_log reads more)\n"
-                     + log_excerpt(Path(log_path), d.evidence, excerpt_chars))
+        parts.append(
+            f"## Log excerpt ({Path(log_path).name}; read_log reads more)\n"
+            + log_excerpt(Path(log_path), d.evidence, excerpt_chars)
+        )
     if round.recipe is not None:
         r = round.recipe
-        recipe = [f"chip {r.chip}, torch device {r.torch_device}, dtype {r.dtype}",
-                  "packages: " + ", ".join(p.requirement() for p in r.packages),
-                  "removed: " + (", ".join(r.removed) or "none"),
-                  "env: " + (", ".join(f"{k}={v}" for k, v in sorted(r.env.items())) or "none"),
-                  f"serve: {r.serve.engine} via {r.serve.entrypoint}, "
-                  f"engine args {json.dumps(r.serve.engine_args, sort_keys=True)}",
-                  f"operators: {r.operators.backend} backend; disabled {r.operators.disabled}; "
-                  f"reference {r.operators.reference}; cast {r.operators.cast}"]
+        recipe = [
+            f"chip {r.chip}, torch device {r.torch_device}, dtype {r.dtype}",
+            "packages: " + ", ".join(p.requirement() for p in r.packages),
+            "removed: " + (", ".join(r.removed) or "none"),
+            "env: " + (", ".join(f"{k}={v}" for k, v in sorted(r.env.items())) or "none"),
+            f"serve: {r.serve.engine} via {r.serve.entrypoint}, "
+            f"engine args {json.dumps(r.serve.engine_args, sort_keys=True)}",
+            f"operators: {r.operators.backend} backend; disabled {r.operators.disabled}; "
+            f"reference {r.operators.reference}; cast {r.operators.cast}",
+        ]
         parts.append("## Recipe\n" + "\n".join(recipe))
         changes = "\n".join(f"- {c.summary} ({c.tool})" for c in r.changes)
         parts.append("## Recipe changes so far\n" + (changes or "none"))
     history = [outcome.line() for outcome in round.outcomes[-20:]]
     parts.append("## Fixes tried in this run, with their outcome\n" + ("\n".join(history) or "none yet"))
-    candidates = [f"- {json.dumps({'tool': c.tool, 'args': c.args}, sort_keys=True)} "
-                  f"({'tried' if c.key() in round.tried else 'untried'})" for c in d.tool_calls]
-    parts.append("## Playbook candidates (hints, not orders)\n"
-                 + ("\n".join(candidates) or "none: no playbook signature matches this failure"))
+    candidates = [
+        f"- {json.dumps({'tool': c.tool, 'args': c.args}, sort_keys=True)} "
+        f"({'tried' if c.key() in round.tried else 'untried'})"
+        for c in d.tool_calls
+    ]
+    parts.append(
+        "## Playbook candidates (hints, not orders)\n"
+        + ("\n".join(candidates) or "none: no playbook signature matches this failure")
+    )
     if round.hints:
-        parts.append("## Messages from the user (answer briefly in your reply text; take them into account)\n"
-                     + "\n".join(f"- {h.text}" for h in round.hints))
+        parts.append(
+            "## Messages from the user (answer briefly in your reply text; take them into account)\n"
+            + "\n".join(f"- {h.text}" for h in round.hints)
+        )
     parts.append("## Your move\n" + NUDGE + " Or call read-only tools first if you need to look.")
     return redact_text("\n\n".join(parts))
 
@@ -162,9 +178,11 @@ class Budget:
         limits = self.settings.budget
         run_left = limits.run_tokens - self.run_used - prompt_estimate
         if run_left < MIN_COMPLETION_TOKENS:
-            raise RunPaused(f"LLM token budget spent: {self.run_used} of {limits.run_tokens} tokens used by run "
-                            f"{self.run_id}; raise llm.budget.run_tokens in a settings file and "
-                            f"`fr-agent resume {self.run_id} --config FILE`")
+            raise RunPaused(
+                f"LLM token budget spent: {self.run_used} of {limits.run_tokens} tokens used by run "
+                f"{self.run_id}; raise llm.budget.run_tokens in a settings file and "
+                f"`fr-agent resume {self.run_id} --config FILE`"
+            )
         round_left = limits.round_tokens - self.round_used - prompt_estimate
         if round_left < MIN_COMPLETION_TOKENS:
             raise FallBack(f"the round's token budget is spent ({self.round_used} of {limits.round_tokens})")
@@ -182,8 +200,9 @@ class Budget:
 class LLMPlanner:
     name = "llm"
 
-    def __init__(self, endpoint: Endpoint, settings: Settings, run_dir: Path | None = None,
-                 client: LLMClient | None = None):
+    def __init__(
+        self, endpoint: Endpoint, settings: Settings, run_dir: Path | None = None, client: LLMClient | None = None
+    ):
         self.endpoint, self.settings, self.run_dir = endpoint, settings, run_dir
         self.llm = settings.llm
         self.client = client or LLMClient(endpoint, self.llm)
@@ -194,8 +213,13 @@ class LLMPlanner:
         try:
             calls = Conversation(self, round, budget).run()
         except FallBack as why:
-            round.emit("note", attempt=round.attempt, message="this round follows the playbooks",
-                       reason=str(why), planner="llm")
+            round.emit(
+                "note",
+                attempt=round.attempt,
+                message="this round follows the playbooks",
+                reason=str(why),
+                planner="llm",
+            )
             if round.hints:
                 round.reply(f"The LLM planner could not finish this round ({why}); it follows the playbooks.")
             round.source = "playbook (llm fallback)"
@@ -206,16 +230,32 @@ class LLMPlanner:
     def record(self, round: PlanRound, budget: Budget, turn: int, request: dict, reply: LLMReply) -> None:
         """One request on record: an `llm_call` event, and the exchange in llm-conversation.jsonl (redacted)."""
         usage = reply.usage
-        cost = (usage.prompt_tokens * self.llm.price_input_per_mtok
-                + usage.completion_tokens * self.llm.price_output_per_mtok) / 1e6
-        round.emit("llm_call", attempt=round.attempt, purpose="plan", model=self.endpoint.model,
-                   endpoint=self.endpoint.where, turn=turn, prompt_tokens=usage.prompt_tokens,
-                   completion_tokens=usage.completion_tokens, total_tokens=usage.total,
-                   usage_estimated=usage.estimated, cost_usd=round_cost(cost), latency_s=reply.latency_s,
-                   finish_reason=reply.finish_reason, calls=[c.name for c in reply.calls], native_calls=reply.native,
-                   think_tags=reply.think_tags, reasoning_chars=len(reply.reasoning_content or reply.thinking or ""),
-                   round_tokens=budget.round_used, run_tokens=budget.run_used,
-                   dropped_features=len(self.client.caps.dropped))
+        cost = (
+            usage.prompt_tokens * self.llm.price_input_per_mtok
+            + usage.completion_tokens * self.llm.price_output_per_mtok
+        ) / 1e6
+        round.emit(
+            "llm_call",
+            attempt=round.attempt,
+            purpose="plan",
+            model=self.endpoint.model,
+            endpoint=self.endpoint.where,
+            turn=turn,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total,
+            usage_estimated=usage.estimated,
+            cost_usd=round_cost(cost),
+            latency_s=reply.latency_s,
+            finish_reason=reply.finish_reason,
+            calls=[c.name for c in reply.calls],
+            native_calls=reply.native,
+            think_tags=reply.think_tags,
+            reasoning_chars=len(reply.reasoning_content or reply.thinking or ""),
+            round_tokens=budget.round_used,
+            run_tokens=budget.run_used,
+            dropped_features=len(self.client.caps.dropped),
+        )
         if self.run_dir is not None:
             line = {"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()}
             with (self.run_dir / "llm-conversation.jsonl").open("a", encoding="utf-8") as handle:
@@ -257,8 +297,10 @@ class Conversation:
             if needs_retry:
                 invalid += 1
                 if invalid > planner.llm.max_invalid_replies:
-                    raise FallBack(f"{invalid} replies without an acceptable repair call; the last: "
-                                   f"{answers[-1][1] if answers else 'no tool call'}")
+                    raise FallBack(
+                        f"{invalid} replies without an acceptable repair call; the last: "
+                        f"{answers[-1][1] if answers else 'no tool call'}"
+                    )
             self.feed_back(reply, answers)
         raise FallBack("the conversation did not converge")
 
@@ -286,8 +328,13 @@ class Conversation:
                     answers.append((call, refusal))
                     needs_retry = True
             else:
-                answers.append((call, f"refused: unknown tool {call.name!r}; repair tools: {', '.join(TOOLS)}; "
-                                      f"read-only tools: {', '.join(INVESTIGATIONS)}"))
+                answers.append(
+                    (
+                        call,
+                        f"refused: unknown tool {call.name!r}; repair tools: {', '.join(TOOLS)}; "
+                        f"read-only tools: {', '.join(INVESTIGATIONS)}",
+                    )
+                )
                 needs_retry = True
         return accepted, answers, needs_retry
 
@@ -302,12 +349,20 @@ class Conversation:
         except AlreadyTried as err:
             self.refused.append(label)
             outcome = next((o.line() for o in self.round.outcomes if o.label == err.label), None)
-            return None, f"refused: {err}" + (f"; its outcome: {outcome.removeprefix('- ')}" if outcome else "") \
-                + "; propose a different fix"
+            return None, f"refused: {err}" + (
+                f"; its outcome: {outcome.removeprefix('- ')}" if outcome else ""
+            ) + "; propose a different fix"
         except ToolRejected as err:
             self.refused.append(label)
-            self.round.emit("tool_call", attempt=self.round.attempt, status="rejected", tool=call.name,
-                            args=call.arguments, error=str(err), planner="llm")
+            self.round.emit(
+                "tool_call",
+                attempt=self.round.attempt,
+                status="rejected",
+                tool=call.name,
+                args=call.arguments,
+                error=str(err),
+                planner="llm",
+            )
             return None, f"refused: {err}"
 
     def feed_back(self, reply: LLMReply, answers: list[tuple[ParsedCall, str]]) -> None:
@@ -319,8 +374,11 @@ class Conversation:
             self.messages.append({"role": "user", "content": NUDGE})
             return
         lines = [f"[{call.name}] {text}" for call, text in answers]
-        lines.append(NUDGE if not answers or any(c.name not in INVESTIGATIONS for c, _ in answers) else
-                     "Continue: call a repair tool when you are ready.")
+        lines.append(
+            NUDGE
+            if not answers or any(c.name not in INVESTIGATIONS for c, _ in answers)
+            else "Continue: call a repair tool when you are ready."
+        )
         self.messages.append({"role": "user", "content": "\n".join(lines)})
 
 
@@ -328,8 +386,10 @@ class Conversation:
 # Choosing a planner
 
 
-NO_ENDPOINT = ("no LLM endpoint configured: set FR_AGENT_LLM_BASE_URL and FR_AGENT_LLM_MODEL (and FR_AGENT_LLM_API_KEY "
-               "if it needs one), or llm.base_url and llm.model in a --config file")
+NO_ENDPOINT = (
+    "no LLM endpoint configured: set FR_AGENT_LLM_BASE_URL and FR_AGENT_LLM_MODEL (and FR_AGENT_LLM_API_KEY "
+    "if it needs one), or llm.base_url and llm.model in a --config file"
+)
 
 
 def llm_planner(settings: Settings, run_dir: Path | None) -> LLMPlanner:
@@ -349,8 +409,10 @@ class AutoPlanner:
         self.chosen, self.reason, probe_event = self.choose(settings, run_dir)
         self.name = self.chosen.name
         self.probe_tokens = probe_event["total_tokens"] if probe_event else 0
-        self.start_events = [*([("llm_call", probe_event)] if probe_event else []),
-                             ("note", {"message": f"planner auto chose {self.name}", "reason": self.reason})]
+        self.start_events = [
+            *([("llm_call", probe_event)] if probe_event else []),
+            ("note", {"message": f"planner auto chose {self.name}", "reason": self.reason}),
+        ]
 
     @staticmethod
     def choose(settings: Settings, run_dir: Path | None) -> tuple[Planner, str, dict | None]:
@@ -358,8 +420,14 @@ class AutoPlanner:
         if endpoint is None:
             return PlaybookPlanner(), NO_ENDPOINT, None
         report, client = probe(endpoint, settings.llm, max_retries=0, timeout_s=min(30.0, settings.llm.timeout_s))
-        event = {"purpose": "probe", "model": endpoint.model, "endpoint": endpoint.where, "total_tokens": report.tokens,
-                 "latency_s": report.latency_s, "error": report.error}
+        event = {
+            "purpose": "probe",
+            "model": endpoint.model,
+            "endpoint": endpoint.where,
+            "total_tokens": report.tokens,
+            "latency_s": report.latency_s,
+            "error": report.error,
+        }
         if not report.usable:
             why = report.error or "its replies carry no tool call the planner can read"
             return PlaybookPlanner(), f"{endpoint.where} failed the capability probe: {why}", event

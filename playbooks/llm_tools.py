@@ -27,8 +27,9 @@ MAX_RESULT_CHARS = 12_000
 
 
 class ReadLogArgs(ToolArgs):
-    log: str | None = Field(None, description="a log file name of this run's sandbox, e.g. a1-import.log; "
-                            "omit for the failed stage's log")
+    log: str | None = Field(
+        None, description="a log file name of this run's sandbox, e.g. a1-import.log; omit for the failed stage's log"
+    )
     start: int = Field(1, ge=1, description="first line, 1-based")
     count: int = Field(80, ge=1, le=200, description="lines to read")
 
@@ -89,16 +90,33 @@ class Investigation:
     run: Callable[[PlanRound, Any], str]
 
 
-INVESTIGATIONS: dict[str, Investigation] = {inv.spec.name: inv for inv in (
-    Investigation(ToolSpec("read_log", "Read a range of lines of one of this run's logs (read-only).", ReadLogArgs),
-                  read_log),
-    Investigation(ToolSpec("list_packages", "List the packages installed in the sandbox, with versions (read-only).",
-                           ListPackagesArgs), list_packages),
-    Investigation(ToolSpec("show_recipe", "Show the current recipe: packages, env, dtype, operators, serve "
-                           "settings (read-only).", NoArgs), show_recipe),
-    Investigation(ToolSpec("show_chip_profile", "Show the target chip's profile (read-only).", NoArgs),
-                  show_chip_profile),
-)}
+INVESTIGATIONS: dict[str, Investigation] = {
+    inv.spec.name: inv
+    for inv in (
+        Investigation(
+            ToolSpec("read_log", "Read a range of lines of one of this run's logs (read-only).", ReadLogArgs), read_log
+        ),
+        Investigation(
+            ToolSpec(
+                "list_packages",
+                "List the packages installed in the sandbox, with versions (read-only).",
+                ListPackagesArgs,
+            ),
+            list_packages,
+        ),
+        Investigation(
+            ToolSpec(
+                "show_recipe",
+                "Show the current recipe: packages, env, dtype, operators, serve settings (read-only).",
+                NoArgs,
+            ),
+            show_recipe,
+        ),
+        Investigation(
+            ToolSpec("show_chip_profile", "Show the target chip's profile (read-only).", NoArgs), show_chip_profile
+        ),
+    )
+}
 
 REPAIR_SPECS = [ToolSpec(tool.name, tool.description, tool.args_model) for tool in TOOLS.values()]
 ALL_SPECS = REPAIR_SPECS + [inv.spec for inv in INVESTIGATIONS.values()]

@@ -99,8 +99,10 @@ class PlaybookPlanner:
 
     def propose(self, round: PlanRound) -> list[ToolCall]:
         if round.hints:
-            round.reply("The playbook planner follows its failure signatures and cannot act on free text; "
-                        "run with --planner llm (or auto with an endpoint) for that.")
+            round.reply(
+                "The playbook planner follows its failure signatures and cannot act on free text; "
+                "run with --planner llm (or auto with an endpoint) for that."
+            )
         return [call for call in round.diagnosis.tool_calls if call.key() not in round.tried]
 
 

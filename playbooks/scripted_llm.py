@@ -155,7 +155,11 @@ class ScriptedLLM:
             return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
         if quirks.require_reasoning_content:
             for message in request.get("messages", []):
-                if message.get("role") == "assistant" and message.get("tool_calls") and not message.get("reasoning_content"):
+                if (
+                    message.get("role") == "assistant"
+                    and message.get("tool_calls")
+                    and not message.get("reasoning_content")
+                ):
                     return "The reasoning_content in the thinking mode must be passed back to the API."
         return None
 
@@ -177,13 +181,23 @@ class ScriptedLLM:
 
     def _completion(self, request: dict, reply: ScriptedReply) -> dict:
         n = len(self.exchanges)
-        calls = [{"id": f"call_{n}_{i}", "type": "function", "function": {
-            "name": c.name, "arguments": c.arguments if isinstance(c.arguments, str) else json.dumps(c.arguments)}}
-            for i, c in enumerate(reply.tool_calls)]
+        calls = [
+            {
+                "id": f"call_{n}_{i}",
+                "type": "function",
+                "function": {
+                    "name": c.name,
+                    "arguments": c.arguments if isinstance(c.arguments, str) else json.dumps(c.arguments),
+                },
+            }
+            for i, c in enumerate(reply.tool_calls)
+        ]
         content = reply.content or ""
         as_text = reply.as_text or self.script.quirks.tool_calls_as_text or not request.get("tools")
         if calls and as_text:
-            written = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls]
+            written = [
+                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls
+            ]
             content = (content + "\n" if content else "") + json.dumps(written[0] if len(written) == 1 else written)
             calls = []
         if reply.think:
@@ -193,13 +207,21 @@ class ScriptedLLM:
             message["tool_calls"] = calls
         if reply.reasoning_content is not None:
             message["reasoning_content"] = reply.reasoning_content
-        body = {"id": f"chatcmpl-scripted-{n}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.script.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}]}
+        body = {
+            "id": f"chatcmpl-scripted-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.script.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        }
         if not self.script.quirks.omit_usage:
             prompt = estimate_tokens(request.get("messages", [])) + estimate_tokens(request.get("tools", []))
             completion = estimate_tokens(json.dumps(message))
-            body["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            body["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
         return body
 
 
@@ -228,8 +250,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path in ("/health", "/v1/health"):
             self._send(200, {"status": "ok"})
         elif path in ("/v1/models", "/models"):
-            self._send(200, {"object": "list", "data": [{"id": self.llm.script.model, "object": "model",
-                                                         "created": 0, "owned_by": "fr-agent"}]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": self.llm.script.model, "object": "model", "created": 0, "owned_by": "fr-agent"}],
+                },
+            )
         else:
             self._send(404, error_body(f"no route {path}", "not_found"))
 
@@ -246,8 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, body, headers = self.llm.answer(request)
         except Exception as err:  # a broken script function: the client sees a 500, the server keeps going
-            status, body, headers = 500, error_body(f"script function failed: {type(err).__name__}: {err}",
-                                                    "server_error"), {}
+            status, body, headers = (
+                500,
+                error_body(f"script function failed: {type(err).__name__}: {err}", "server_error"),
+                {},
+            )
         self._send(status, body, headers)
 
 
@@ -275,8 +305,9 @@ class ScriptedServer:
 
 
 @contextmanager
-def serving(script: Script, *, base: Path | None = None, record: Path | None = None,
-            port: int = 0) -> Iterator[ScriptedServer]:
+def serving(
+    script: Script, *, base: Path | None = None, record: Path | None = None, port: int = 0
+) -> Iterator[ScriptedServer]:
     server = ScriptedServer(ScriptedLLM(script, base=base, record=record), port=port).start()
     try:
         yield server
@@ -318,6 +349,8 @@ def follow_candidates(request: dict) -> dict:
     for raw, state in CANDIDATE.findall(context):
         candidate = json.loads(raw)
         if state == "untried" and (candidate["tool"], candidate["args"]) not in refused:
-            return {"content": reply + f"Following the playbook candidate: {candidate['tool']}.",
-                    "tool_calls": [{"name": candidate["tool"], "arguments": candidate["args"]}]}
+            return {
+                "content": reply + f"Following the playbook candidate: {candidate['tool']}.",
+                "tool_calls": [{"name": candidate["tool"], "arguments": candidate["args"]}],
+            }
     return {"content": reply + "No playbook candidate fits and I have no other fix to propose."}

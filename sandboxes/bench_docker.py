@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from fr_agent.core.ports import free_port
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.config import load_settings
+from fr_agent.core.ports import free_port
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
 from fr_agent.sandboxes.docker import DockerSandbox
 from fr_agent.sandboxes.local import LocalSandbox
@@ -50,12 +50,23 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(None, home=args.home.absolute() if args.home else None)
     chip = load_catalog(None).chip("cpu")
-    recipe = Recipe(model=ModelRef(name="bench"), chip="cpu", base_image=chip.base_image,
-                    packages=[PackagePin(name=chip.torch.package, version=chip.torch.version)])
+    recipe = Recipe(
+        model=ModelRef(name="bench"),
+        chip="cpu",
+        base_image=chip.base_image,
+        packages=[PackagePin(name=chip.torch.package, version=chip.torch.version)],
+    )
     with tempfile.TemporaryDirectory(prefix="fr-bench-") as tmp:
         local = LocalSandbox(Path(tmp) / "local", settings.cache_dir, settings.hf_home)
-        docker = DockerSandbox(Path(tmp) / "docker", "bench", chip, settings.cache_dir, settings.hf_home,
-                               settings=settings.sandbox.docker, home=settings.home)
+        docker = DockerSandbox(
+            Path(tmp) / "docker",
+            "bench",
+            chip,
+            settings.cache_dir,
+            settings.hf_home,
+            settings=settings.sandbox.docker,
+            home=settings.home,
+        )
         build = timed(docker.sandbox_image)  # not compared: a one-off per chip, cached
         print(f"sandbox image ready in {build:.1f}s ({docker.sandbox_image()})")
         rows: dict[str, dict[str, list[float]]] = {}
@@ -64,17 +75,26 @@ def main() -> None:
             rows.setdefault(name, {"local": [], "docker": []})[box.name].append(timed(fn))
 
         for box in (local, docker):
-            record("install torch (docker: + commit)", box,
-                   lambda b=box: b.prepare(recipe).ok and b.sync_packages(recipe, "bench-install"))
+            record(
+                "install torch (docker: + commit)",
+                box,
+                lambda b=box: b.prepare(recipe).ok and b.sync_packages(recipe, "bench-install"),
+            )
         commands = {"python -c pass": ["-c", "pass"], "import torch": ["-c", "import torch"]}
         for _ in range(args.repeats):
             for box in (local, docker):
                 for name, argv in commands.items():
-                    record(name, box, lambda b=box, a=argv: b.run([b.python, *a], recipe, timeout=120, log_name="bench"))
+                    record(
+                        name, box, lambda b=box, a=argv: b.run([b.python, *a], recipe, timeout=120, log_name="bench")
+                    )
         for box in (local, docker):
             port = free_port()
-            server = box.start([box.python, "-m", "http.server", "--bind", "127.0.0.1", str(port)], recipe, port=port,
-                               log_name="bench-serve")
+            server = box.start(
+                [box.python, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                recipe,
+                port=port,
+                log_name="bench-serve",
+            )
             try:
                 wait_up(server.url)
                 for _ in range(args.repeats * 5):

@@ -57,15 +57,17 @@ from fr_agent.sandboxes.relay import TcpToUnixRelay
 PASSTHROUGH = ("LANG", "LC_ALL", "TZ", "HF_HUB_OFFLINE", "HF_ENDPOINT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # Exit codes docker-init reports for a child killed by a signal (128 + n): named in the log like the
 # local sandbox does, since diagnosis keys on them.
-SIGNALS = {128 + s: s for s in (signal.SIGILL, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV,
-                                signal.SIGKILL)}
+SIGNALS = {
+    128 + s: s for s in (signal.SIGILL, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV, signal.SIGKILL)
+}
 # Every command: the image's own profile script if any (vendor SDK variables), then the step's env
 # file, then the command with its output appended to the log. Env travels in a file, not in the
 # container's config, because `docker commit` would bake the config's env into the image.
-WRAPPER = ('[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh; . "$1"; log=$2; shift 2; '
-           'exec "$@" >>"$log" 2>&1')
-SERVE_WRAPPER = ('[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh; . "$1"; log=$2; '
-                 '"$3" "$4" "$5" "$6" >>"$log" 2>&1 & shift 6; exec "$@" >>"$log" 2>&1')
+WRAPPER = '[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh; . "$1"; log=$2; shift 2; exec "$@" >>"$log" 2>&1'
+SERVE_WRAPPER = (
+    '[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh; . "$1"; log=$2; '
+    '"$3" "$4" "$5" "$6" >>"$log" 2>&1 & shift 6; exec "$@" >>"$log" 2>&1'
+)
 INDEX_URL = "https://pypi.org/simple/pip/"
 # vLLM asks for more open files than containers get by default (it warns, then fails under load).
 # Not above this process's hard limit: where the engine cannot raise it either, the container would
@@ -122,9 +124,20 @@ class DockerServer:
 class DockerSandbox(Sandbox):
     name = "docker"
 
-    def __init__(self, root: Path, run_id: str, chip: ChipProfile, cache_dir: Path, hf_home: Path, *,
-                 settings: DockerSettings | None = None, home: Path | None = None, output_cap: int = 2_000_000,
-                 find_links: Sequence[str] = (), client: docker.DockerClient | None = None):
+    def __init__(
+        self,
+        root: Path,
+        run_id: str,
+        chip: ChipProfile,
+        cache_dir: Path,
+        hf_home: Path,
+        *,
+        settings: DockerSettings | None = None,
+        home: Path | None = None,
+        output_cap: int = 2_000_000,
+        find_links: Sequence[str] = (),
+        client: docker.DockerClient | None = None,
+    ):
         super().__init__(root.absolute())
         self.envdir = self.root / "env"
         # Short on purpose: unix socket paths stop at 107 bytes.
@@ -165,18 +178,28 @@ class DockerSandbox(Sandbox):
         log_path = self.logs / "prepare.log"
         started = time.monotonic()
         if image_exists(self.client, self.work_image):
-            return CommandResult(argv=["image exists", self.work_image], returncode=0, duration_s=0.0,
-                                 log_path=str(log_path))
+            return CommandResult(
+                argv=["image exists", self.work_image], returncode=0, duration_s=0.0, log_path=str(log_path)
+            )
         try:
             image = self.sandbox_image()
         except FrAgentError as err:
             log_path.write_text(f"{err}\n")
-            return CommandResult(argv=["build sandbox image"], returncode=1, output=str(err), log_path=str(log_path),
-                                 duration_s=round(time.monotonic() - started, 2))
+            return CommandResult(
+                argv=["build sandbox image"],
+                returncode=1,
+                output=str(err),
+                log_path=str(log_path),
+                duration_s=round(time.monotonic() - started, 2),
+            )
         self.client.images.get(image).tag(self.repository, "work")
         log_path.write_text(f"{self.work_image} starts from {image}\n")
-        return CommandResult(argv=["docker tag", image, self.work_image], returncode=0, log_path=str(log_path),
-                             duration_s=round(time.monotonic() - started, 2))
+        return CommandResult(
+            argv=["docker tag", image, self.work_image],
+            returncode=0,
+            log_path=str(log_path),
+            duration_s=round(time.monotonic() - started, 2),
+        )
 
     def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
         """Install the recipe's pins, then uninstall what it removes; each step that changes the
@@ -198,24 +221,40 @@ class DockerSandbox(Sandbox):
                 path = self.envdir / f"{log_name}.excludes.txt"
                 path.write_text("\n".join(recipe.removed) + "\n")
                 excludes = ["--excludes", str(path)]
-            result = self._step(self._uv("install", *requirements, *excludes, resolve=True), recipe, timeout=900,
-                                log_name=log_name, network=self.settings.index_network, commit=True)
+            result = self._step(
+                self._uv("install", *requirements, *excludes, resolve=True),
+                recipe,
+                timeout=900,
+                log_name=log_name,
+                network=self.settings.index_network,
+                commit=True,
+            )
         present = self.installed(recipe) if result.ok else {}
         removable = [name for name in recipe.removed if normalize_name(name) in present]
         if result.ok and removable:
-            result = self._step(self._uv("uninstall", *removable, install=False), recipe, timeout=300,
-                                log_name=f"{log_name}-remove", commit=True)
+            result = self._step(
+                self._uv("uninstall", *removable, install=False),
+                recipe,
+                timeout=300,
+                log_name=f"{log_name}-remove",
+                commit=True,
+            )
         return result
 
     def _as_pinned(self, recipe: Recipe) -> bool:
         have = self.installed(recipe)
-        return all(normalize_name(p.name) in have and (not p.version or have[normalize_name(p.name)].split("+")[0]
-                                                       == p.version.split("+")[0]) for p in recipe.packages)
+        return all(
+            normalize_name(p.name) in have
+            and (not p.version or have[normalize_name(p.name)].split("+")[0] == p.version.split("+")[0])
+            for p in recipe.packages
+        )
 
     def installed(self, recipe: Recipe) -> dict[str, str]:
         """Distributions as the sandbox's Python sees them (vendor packages in system site included)."""
-        code = ("import importlib.metadata as m; print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" "
-                "for d in m.distributions() if d.metadata['Name']))")
+        code = (
+            "import importlib.metadata as m; print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" "
+            "for d in m.distributions() if d.metadata['Name']))"
+        )
         result = self._step([self.python, "-c", code], recipe, timeout=120, log_name="freeze")
         pins: dict[str, str] = {}
         for line in result.output.splitlines() if result.ok else []:
@@ -235,11 +274,24 @@ class DockerSandbox(Sandbox):
         sock.unlink(missing_ok=True)
         relay = TcpToUnixRelay(port, sock)
         try:
-            command = ["/bin/sh", "-c", SERVE_WRAPPER, "sh", str(self._env_file(recipe, log_name)), str(log_path),
-                       self.python, self.probe("unix_relay.py"), str(sock), str(port), *argv]
+            command = [
+                "/bin/sh",
+                "-c",
+                SERVE_WRAPPER,
+                "sh",
+                str(self._env_file(recipe, log_name)),
+                str(log_path),
+                self.python,
+                self.probe("unix_relay.py"),
+                str(sock),
+                str(port),
+                *argv,
+            ]
             container = self.client.containers.create(
-                self._image_for_steps(), command, **self._container_options(recipe, network="none", role="serve",
-                                                                            volumes={str(self.sockdir): "rw"}))
+                self._image_for_steps(),
+                command,
+                **self._container_options(recipe, network="none", role="serve", volumes={str(self.sockdir): "rw"}),
+            )
             container.start()
         except BaseException:
             relay.close()
@@ -300,23 +352,47 @@ class DockerSandbox(Sandbox):
         except FrAgentError as err:
             checks = [Check(name="sandbox image", ok=False, detail=str(err))]
         else:
-            spec = {"python": recipe.python, "find_links": [d for d in self._link_dirs()],
-                    "device_nodes": chip.container.devices or chip.detection.device_nodes, "disk_path": "/",
-                    "disk_gb": disk_needed_gb(params_b), "shm_gb": 0.25, "index_url": INDEX_URL,
-                    "cxx_required": chip.torch_device == "cpu"}
+            spec = {
+                "python": recipe.python,
+                "find_links": [d for d in self._link_dirs()],
+                "device_nodes": chip.container.devices or chip.detection.device_nodes,
+                "disk_path": "/",
+                "disk_gb": disk_needed_gb(params_b),
+                "shm_gb": 0.25,
+                "index_url": INDEX_URL,
+                "cxx_required": chip.torch_device == "cpu",
+            }
             spec_path = self.envdir / "precheck.json"
             spec_path.write_text(json.dumps(spec))
-            probe = self._step([self.python, self.probe("container_check.py"), str(spec_path)], recipe, timeout=120,
-                               log_name="precheck", network=self.settings.index_network, image=image)
-            verdict = next((json.loads(line) for line in reversed(probe.output.splitlines()) if line.startswith("{")),
-                           None)
+            probe = self._step(
+                [self.python, self.probe("container_check.py"), str(spec_path)],
+                recipe,
+                timeout=120,
+                log_name="precheck",
+                network=self.settings.index_network,
+                image=image,
+            )
+            verdict = next(
+                (json.loads(line) for line in reversed(probe.output.splitlines()) if line.startswith("{")), None
+            )
             if verdict is None:
-                checks = [Check(name="sandbox", ok=False, detail=f"precheck probe failed in {image} "
-                                f"(exit {probe.returncode}; log {probe.log_path})")]
+                checks = [
+                    Check(
+                        name="sandbox",
+                        ok=False,
+                        detail=f"precheck probe failed in {image} (exit {probe.returncode}; log {probe.log_path})",
+                    )
+                ]
             else:
                 checks = [Check(name="sandbox image", ok=True, detail=image)] + [
-                    Check(name=c["name"], ok=c["ok"], detail=f"in container: {c['detail']}",
-                          required=c.get("required", True)) for c in verdict["checks"]]
+                    Check(
+                        name=c["name"],
+                        ok=c["ok"],
+                        detail=f"in container: {c['detail']}",
+                        required=c.get("required", True),
+                    )
+                    for c in verdict["checks"]
+                ]
         names = {c.name for c in checks}
         merged = [c for c in result.checks if c.name not in names] + checks
         return result.model_copy(update={"checks": merged})
@@ -338,8 +414,14 @@ class DockerSandbox(Sandbox):
 
     def environment(self, recipe: Recipe) -> dict[str, str]:
         env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
-        env.update(HOME=str(self.workdir), TMPDIR="/tmp", HF_HOME=str(self.hf_home), PYTHONNOUSERSITE="1",
-                   PYTHONUNBUFFERED="1", HF_MODULES_CACHE=str(self.workdir / ".hf-modules"))  # HF_HOME is read-only
+        env.update(
+            HOME=str(self.workdir),
+            TMPDIR="/tmp",
+            HF_HOME=str(self.hf_home),
+            PYTHONNOUSERSITE="1",
+            PYTHONUNBUFFERED="1",
+            HF_MODULES_CACHE=str(self.workdir / ".hf-modules"),
+        )  # HF_HOME is read-only
         visible = self.chip.visible_devices_env
         if visible and visible in os.environ:
             env[visible] = os.environ[visible]
@@ -350,14 +432,22 @@ class DockerSandbox(Sandbox):
 
     def _env_file(self, recipe: Recipe, log_name: str) -> Path:
         path = self.envdir / f"{log_name}.sh"
-        lines = [f"export {key}={shlex.quote(value)}" for key, value in self.environment(recipe).items()
-                 if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key)]
+        lines = [
+            f"export {key}={shlex.quote(value)}"
+            for key, value in self.environment(recipe).items()
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key)
+        ]
         path.write_text("\n".join([*lines, f"cd {shlex.quote(str(self.workdir))}", ""]))
         return path
 
     def _volumes(self, recipe: Recipe, network: str) -> dict[str, str]:
-        volumes = {str(self.workdir): "rw", str(self.logs): "rw", str(self.envdir): "ro",
-                   str(PROBES): "ro", str(KERNELS_DIR): "ro"}
+        volumes = {
+            str(self.workdir): "rw",
+            str(self.logs): "rw",
+            str(self.envdir): "ro",
+            str(PROBES): "ro",
+            str(KERNELS_DIR): "ro",
+        }
         if self.hf_home.is_dir():
             volumes[str(self.hf_home)] = "ro"
         model = Path(recipe.model.path) if recipe.model.path else None
@@ -371,22 +461,32 @@ class DockerSandbox(Sandbox):
             volumes.update({d: "ro" for d in self._link_dirs()})
         return volumes
 
-    def _container_options(self, recipe: Recipe, *, network: str, role: str,
-                           volumes: dict[str, str] | None = None) -> dict:
+    def _container_options(
+        self, recipe: Recipe, *, network: str, role: str, volumes: dict[str, str] | None = None
+    ) -> dict:
         flags = self.chip.container
         ulimits = {**DEFAULT_ULIMITS, **flags.ulimits}
         memory = int((self.settings.memory_gib or host_memory_gib() * 0.75) * 2**30)
         devices = sorted({node for pattern in flags.devices for node in glob.glob(pattern)})
         options = dict(
-            detach=True, init=True, network_mode=network,
+            detach=True,
+            init=True,
+            network_mode=network,
             labels={"fr-agent.run": self.repository, "fr-agent.role": role},
-            volumes={path: {"bind": path, "mode": mode} for path, mode in {**self._volumes(recipe, network),
-                                                                          **(volumes or {})}.items()},
-            nano_cpus=int((self.settings.cpus or os.cpu_count() or 1) * 1e9), mem_limit=memory, memswap_limit=memory,
-            pids_limit=self.settings.pids_limit, shm_size=parse_size(flags.shm_size),
+            volumes={
+                path: {"bind": path, "mode": mode}
+                for path, mode in {**self._volumes(recipe, network), **(volumes or {})}.items()
+            },
+            nano_cpus=int((self.settings.cpus or os.cpu_count() or 1) * 1e9),
+            mem_limit=memory,
+            memswap_limit=memory,
+            pids_limit=self.settings.pids_limit,
+            shm_size=parse_size(flags.shm_size),
             ulimits=[Ulimit(name=name, soft=value, hard=value) for name, value in ulimits.items()],
-            devices=[f"{node}:{node}:rwm" for node in devices], group_add=flags.group_add or None,
-            security_opt=flags.security_opt or None, privileged=flags.privileged,
+            devices=[f"{node}:{node}:rwm" for node in devices],
+            group_add=flags.group_add or None,
+            security_opt=flags.security_opt or None,
+            privileged=flags.privileged,
         )
         if flags.runtime:
             options["runtime"] = flags.runtime
@@ -395,8 +495,17 @@ class DockerSandbox(Sandbox):
         return options
 
     @engine_errors("a step")
-    def _step(self, argv: list[str], recipe: Recipe, *, timeout: float, log_name: str, network: str = "none",
-              commit: bool = False, image: str | None = None) -> CommandResult:
+    def _step(
+        self,
+        argv: list[str],
+        recipe: Recipe,
+        *,
+        timeout: float,
+        log_name: str,
+        network: str = "none",
+        commit: bool = False,
+        image: str | None = None,
+    ) -> CommandResult:
         """One command: output appended to the log, killed at the timeout. Steps that install (network,
         commit) get a fresh container; the rest exec in the run's warm, read-only steps container."""
         log_path = self.logs / f"{log_name}.log"
@@ -405,9 +514,16 @@ class DockerSandbox(Sandbox):
         if network == "none" and not commit and image is None:
             code, timed_out, oom = self._exec_step(argv, recipe, timeout=timeout, log_name=log_name, log_path=log_path)
         else:
-            code, timed_out, oom = self._container_step(argv, recipe, timeout=timeout, log_name=log_name,
-                                                        log_path=log_path, network=network, commit=commit,
-                                                        image=image)
+            code, timed_out, oom = self._container_step(
+                argv,
+                recipe,
+                timeout=timeout,
+                log_name=log_name,
+                log_path=log_path,
+                network=network,
+                commit=commit,
+                image=image,
+            )
         notes = []
         if timed_out:
             notes.append(f"command timed out after {timeout:g}s and was killed")
@@ -421,15 +537,33 @@ class DockerSandbox(Sandbox):
             with log_path.open("ab") as log:
                 log.write("".join(f"\n[fr-agent] {note}\n" for note in notes).encode())
         output, size = bounded_output(log_path, self.output_cap)
-        return CommandResult(argv=argv, returncode=code, timed_out=timed_out, output=output, output_bytes=size,
-                             duration_s=round(time.monotonic() - started, 2), log_path=str(log_path))
+        return CommandResult(
+            argv=argv,
+            returncode=code,
+            timed_out=timed_out,
+            output=output,
+            output_bytes=size,
+            duration_s=round(time.monotonic() - started, 2),
+            log_path=str(log_path),
+        )
 
-    def _container_step(self, argv: list[str], recipe: Recipe, *, timeout: float, log_name: str, log_path: Path,
-                        network: str, commit: bool, image: str | None) -> tuple[int, bool, bool]:
+    def _container_step(
+        self,
+        argv: list[str],
+        recipe: Recipe,
+        *,
+        timeout: float,
+        log_name: str,
+        log_path: Path,
+        network: str,
+        commit: bool,
+        image: str | None,
+    ) -> tuple[int, bool, bool]:
         """In a fresh container, committed to the run's image when asked and it changed something."""
         command = ["/bin/sh", "-c", WRAPPER, "sh", str(self._env_file(recipe, log_name)), str(log_path), *argv]
-        container = self.client.containers.create(image or self._image_for_steps(), command,
-                                                  **self._container_options(recipe, network=network, role="step"))
+        container = self.client.containers.create(
+            image or self._image_for_steps(), command, **self._container_options(recipe, network=network, role="step")
+        )
         timed_out = False
         try:
             container.start()
@@ -445,8 +579,10 @@ class DockerSandbox(Sandbox):
                 committed = time.monotonic()
                 image = container.commit(repository=self.repository, tag="work")
                 with log_path.open("ab") as log:
-                    log.write(f"[fr-agent] committed {self.work_image} ({image.short_id}) in "
-                              f"{time.monotonic() - committed:.1f}s\n".encode())
+                    log.write(
+                        f"[fr-agent] committed {self.work_image} ({image.short_id}) in "
+                        f"{time.monotonic() - committed:.1f}s\n".encode()
+                    )
             return code, timed_out, bool(container.attrs["State"].get("OOMKilled"))
         finally:
             try:
@@ -469,19 +605,29 @@ class DockerSandbox(Sandbox):
             except NotFound:
                 pass
         self.close()
-        container = self.client.containers.create(image.id, ["sleep", "infinity"], read_only=True,
-                                                  tmpfs={"/tmp": "rw,exec,nosuid,size=4g"}, **options)
+        container = self.client.containers.create(
+            image.id, ["sleep", "infinity"], read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,size=4g"}, **options
+        )
         container.start()
         self._steps, self._steps_key, self._oom_kills = container, key, 0
         return container
 
-    def _exec_step(self, argv: list[str], recipe: Recipe, *, timeout: float, log_name: str,
-                   log_path: Path) -> tuple[int, bool, bool]:
+    def _exec_step(
+        self, argv: list[str], recipe: Recipe, *, timeout: float, log_name: str, log_path: Path
+    ) -> tuple[int, bool, bool]:
         container = self._steps_container(recipe)
         pidfile = self.logs / f".{log_name}.pid"
         pidfile.unlink(missing_ok=True)
-        command = ["setsid", "-w", "/bin/sh", str(self._step_script()), str(self._env_file(recipe, log_name)),
-                   str(log_path), str(pidfile), *argv]
+        command = [
+            "setsid",
+            "-w",
+            "/bin/sh",
+            str(self._step_script()),
+            str(self._env_file(recipe, log_name)),
+            str(log_path),
+            str(pidfile),
+            *argv,
+        ]
         exec_id = self.client.api.exec_create(container.id, command)["Id"]
         self.client.api.exec_start(exec_id, detach=True)
         deadline, delay, timed_out = time.monotonic() + timeout, 0.02, False
@@ -506,8 +652,10 @@ class DockerSandbox(Sandbox):
         whole group. The shell waits rather than exec: its exit status names a signal as 128+n, where
         `setsid -w` would pass a raw wait status."""
         script = self.envdir / "step.sh"
-        text = ('echo $$ > "$3"\n[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh\n. "$1"\nlog=$2\nshift 3\n'
-                '"$@" >>"$log" 2>&1\nexit $?\n')
+        text = (
+            'echo $$ > "$3"\n[ -f /opt/fr-agent/env.sh ] && . /opt/fr-agent/env.sh\n. "$1"\nlog=$2\nshift 3\n'
+            '"$@" >>"$log" 2>&1\nexit $?\n'
+        )
         if not script.exists() or script.read_text() != text:
             script.write_text(text)
         return script
@@ -521,8 +669,9 @@ class DockerSandbox(Sandbox):
 
     def _oom_killed(self, container) -> bool:
         """Did the memory cgroup's OOM killer fire since the last look (cgroup v1 or v2 counters)?"""
-        out = container.exec_run(["/bin/sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control "
-                                  "/sys/fs/cgroup/memory.events 2>/dev/null"]).output.decode()
+        out = container.exec_run(
+            ["/bin/sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null"]
+        ).output.decode()
         kills = max((int(n) for n in re.findall(r"^oom_kill (\d+)$", out, re.M)), default=0)
         fired, self._oom_kills = kills > self._oom_kills, kills
         return fired

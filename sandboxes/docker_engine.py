@@ -74,8 +74,12 @@ def reachable(url: str, timeout: float = 5) -> bool:
 def engine_url(home: Path, explicit: str | None = None) -> str | None:
     """The engine to use: the one named in settings, DOCKER_HOST, the private engine of this home, the
     default socket; None when none answers."""
-    candidates = [explicit, os.environ.get("DOCKER_HOST"), engine_paths(private_data_root(home)).url,
-                  "unix:///var/run/docker.sock"]
+    candidates = [
+        explicit,
+        os.environ.get("DOCKER_HOST"),
+        engine_paths(private_data_root(home)).url,
+        "unix:///var/run/docker.sock",
+    ]
     for url in candidates:
         if url and reachable(url):
             return url
@@ -85,8 +89,10 @@ def engine_url(home: Path, explicit: str | None = None) -> str | None:
 def connect(home: Path, explicit: str | None = None, timeout: float = 120) -> docker.DockerClient:
     url = engine_url(home, explicit)
     if url is None:
-        raise FrAgentError("no Docker engine answers (DOCKER_HOST, the default socket, or a private engine): start "
-                           "one with `fr-agent sandbox engine` (needs dockerd: apt-get install docker.io debootstrap)")
+        raise FrAgentError(
+            "no Docker engine answers (DOCKER_HOST, the default socket, or a private engine): start "
+            "one with `fr-agent sandbox engine` (needs dockerd: apt-get install docker.io debootstrap)"
+        )
     return docker.DockerClient(base_url=url, timeout=timeout)
 
 
@@ -123,11 +129,24 @@ def start_private_engine(data_root: Path, *, timeout: float = 30) -> PrivateEngi
     paths.data_root.mkdir(parents=True, exist_ok=True)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.socket.unlink(missing_ok=True)
-    argv = [dockerd, "--iptables=false", "--ip-masq=false", "--bridge=none", "--data-root", str(paths.data_root),
-            "--exec-root", str(paths.run_dir / "exec"), "--pidfile", str(paths.pidfile), "-H", paths.url]
+    argv = [
+        dockerd,
+        "--iptables=false",
+        "--ip-masq=false",
+        "--bridge=none",
+        "--data-root",
+        str(paths.data_root),
+        "--exec-root",
+        str(paths.run_dir / "exec"),
+        "--pidfile",
+        str(paths.pidfile),
+        "-H",
+        paths.url,
+    ]
     with paths.log.open("ab") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)  # a Ctrl-C in the terminal does not take the engine down
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )  # a Ctrl-C in the terminal does not take the engine down
     engine = PrivateEngine(paths, process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -87,8 +87,12 @@ def bootstrap_rootfs(base: LocalBase, tarball: Path, log_path: Path) -> float:
         if subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode != 0:
             raise FrAgentError(f"debootstrap of {base.suite} failed; see {log_path}")
         partial = tarball.with_suffix(".partial")
-        if subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", str(partial), "."], stdout=log,
-                          stderr=subprocess.STDOUT).returncode != 0:
+        if (
+            subprocess.run(
+                ["tar", "-C", root, "--numeric-owner", "-cf", str(partial), "."], stdout=log, stderr=subprocess.STDOUT
+            ).returncode
+            != 0
+        ):
             raise FrAgentError(f"cannot pack the {base.suite} root into {partial}; see {log_path}")
         partial.replace(tarball)
     return time.monotonic() - started
@@ -105,15 +109,18 @@ def ensure_base_image(client: docker.DockerClient, chip: ChipProfile, cache_dir:
         try:
             client.images.pull(repo, tag=tag)
         except DockerException as err:
-            raise FrAgentError(f"base image {ref} of chip {chip.name} is not in the engine and cannot be pulled "
-                               f"({str(err).splitlines()[0][:200]}): `docker load` it, then run setup again") from None
+            raise FrAgentError(
+                f"base image {ref} of chip {chip.name} is not in the engine and cannot be pulled "
+                f"({str(err).splitlines()[0][:200]}): `docker load` it, then run setup again"
+            ) from None
         return ref
     tarball = cache_dir / "docker" / f"{ref.replace('/', '_').replace(':', '_')}.tar"
     if not tarball.exists():
         bootstrap_rootfs(local, tarball, log_path)
     repo, tag = split_ref(ref)
-    client.api.import_image_from_file(str(tarball), repository=repo, tag=tag,
-                                      changes=["ENV LANG=C.UTF-8", f"LABEL {LABEL}=base"])
+    client.api.import_image_from_file(
+        str(tarball), repository=repo, tag=tag, changes=["ENV LANG=C.UTF-8", f"LABEL {LABEL}=base"]
+    )
     if not image_exists(client, ref):
         raise FrAgentError(f"importing {tarball} as {ref} left no image")
     return ref
@@ -140,14 +147,23 @@ def build_sandbox_image(client: docker.DockerClient, chip: ChipProfile, cache_di
         shutil.copy(dockerfile_for(chip), Path(context) / "Dockerfile")
         shutil.copy(host_ca_bundle(), Path(context) / "ca-bundle.crt")
         shutil.copy(find_uv_bin(), Path(context) / "uv")
-        log.write(f"$ docker build --network host --build-arg BASE_IMAGE={base} -t {tag} ({dockerfile_for(chip).name})\n")
+        log.write(
+            f"$ docker build --network host --build-arg BASE_IMAGE={base} -t {tag} ({dockerfile_for(chip).name})\n"
+        )
         error = None
         try:
             # The build reaches OS package mirrors and the package index: host networking, since the
             # private engine has no bridge.
-            for chunk in client.api.build(path=context, tag=tag, buildargs={"BASE_IMAGE": base}, network_mode="host",
-                                          rm=True, forcerm=True, decode=True,
-                                          labels={LABEL: "sandbox", "fr-agent.chip": chip.name}):
+            for chunk in client.api.build(
+                path=context,
+                tag=tag,
+                buildargs={"BASE_IMAGE": base},
+                network_mode="host",
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={LABEL: "sandbox", "fr-agent.chip": chip.name},
+            ):
                 if "stream" in chunk:
                     log.write(chunk["stream"])
                 elif "error" in chunk:
@@ -157,8 +173,9 @@ def build_sandbox_image(client: docker.DockerClient, chip: ChipProfile, cache_di
             error = str(err)
         log.flush()
     if error or not image_exists(client, tag):
-        raise FrAgentError(f"building the {chip.name} sandbox image failed: {(error or 'no image').strip()[:300]} "
-                           f"(log: {log_path})")
+        raise FrAgentError(
+            f"building the {chip.name} sandbox image failed: {(error or 'no image').strip()[:300]} (log: {log_path})"
+        )
     for image in client.images.list(name=tag.rsplit(":", 1)[0]):  # superseded builds of this chip's image
         for old in (t for t in image.tags if t != tag):
             try:

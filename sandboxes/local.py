@@ -10,9 +10,9 @@ import json
 import os
 import signal
 import site
-import tempfile
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,8 +28,18 @@ from fr_agent.sandboxes.base import CommandResult, Sandbox
 PROBES = Path(__file__).parent / "probes"
 HEAD_BYTES = 16_384
 # Host variables a sandbox inherits; everything else (tokens, keys, the agent's own env) stays out.
-PASSTHROUGH = ("LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-               "HF_HUB_OFFLINE", "HF_ENDPOINT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PASSTHROUGH = (
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HF_HUB_OFFLINE",
+    "HF_ENDPOINT",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
 
 
 def bounded_output(log_path: Path, cap: int) -> tuple[str, int]:
@@ -49,8 +59,9 @@ def pip_find_links() -> list[str]:
     """Wheel dirs pip is configured with here (env or pip.conf): uv does not read pip's config."""
     links = os.environ.get("PIP_FIND_LINKS", "").split()
     try:
-        listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                                 text=True, timeout=30).stdout
+        listing = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         listing = ""
     for line in listing.splitlines():
@@ -90,8 +101,9 @@ def stop_process_group(process: subprocess.Popen, grace_s: float, first: signal.
 class LocalSandbox(Sandbox):
     name = "local"
 
-    def __init__(self, root: Path, cache_dir: Path, hf_home: Path, *, output_cap: int = 2_000_000,
-                 find_links: Sequence[str] = ()):
+    def __init__(
+        self, root: Path, cache_dir: Path, hf_home: Path, *, output_cap: int = 2_000_000, find_links: Sequence[str] = ()
+    ):
         super().__init__(root)
         self.venv = root / "venv"
         # Short on purpose: vLLM puts ZeroMQ IPC sockets in TMPDIR and socket paths stop at 107 bytes.
@@ -127,8 +139,12 @@ class LocalSandbox(Sandbox):
         env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
         env.update(
             PATH=f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            HOME=str(self.workdir), TMPDIR=str(self.tmpdir), VIRTUAL_ENV=str(self.venv),
-            HF_HOME=str(self.hf_home), PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1",
+            HOME=str(self.workdir),
+            TMPDIR=str(self.tmpdir),
+            VIRTUAL_ENV=str(self.venv),
+            HF_HOME=str(self.hf_home),
+            PYTHONNOUSERSITE="1",
+            PYTHONUNBUFFERED="1",
         )
         env.update(recipe.env)
         return env
@@ -142,22 +158,33 @@ class LocalSandbox(Sandbox):
 
     def prepare(self, recipe: Recipe) -> CommandResult:
         if (self.venv / "bin" / "python").exists():
-            return CommandResult(argv=["venv exists"], returncode=0, duration_s=0.0,
-                                 log_path=str(self.logs / "prepare.log"))
+            return CommandResult(
+                argv=["venv exists"], returncode=0, duration_s=0.0, log_path=str(self.logs / "prepare.log")
+            )
         base_python = getattr(sys, "_base_executable", sys.executable)
-        return self._execute([find_uv_bin(), "venv", "--python", base_python, str(self.venv)],
-                             self._uv_env(recipe), timeout=300, log_name="prepare")
+        return self._execute(
+            [find_uv_bin(), "venv", "--python", base_python, str(self.venv)],
+            self._uv_env(recipe),
+            timeout=300,
+            log_name="prepare",
+        )
 
     def sync_packages(self, recipe: Recipe, log_name: str) -> CommandResult:
         """Install the recipe's pins, then uninstall what it removes: the same end state every time."""
         requirements = [p.requirement() for p in recipe.packages]
-        result = (self._execute(self._uv("install", *requirements, resolve=True), self._uv_env(recipe), timeout=900,
-                                log_name=log_name) if requirements else self.prepare(recipe))
+        result = (
+            self._execute(
+                self._uv("install", *requirements, resolve=True), self._uv_env(recipe), timeout=900, log_name=log_name
+            )
+            if requirements
+            else self.prepare(recipe)
+        )
         present = self.installed(recipe)
         removable = [name for name in recipe.removed if normalize_name(name) in present]
         if result.ok and removable:
-            result = self._execute(self._uv("uninstall", *removable), self._uv_env(recipe), timeout=300,
-                                   log_name=f"{log_name}-remove")
+            result = self._execute(
+                self._uv("uninstall", *removable), self._uv_env(recipe), timeout=300, log_name=f"{log_name}-remove"
+            )
         return result
 
     def installed(self, recipe: Recipe) -> dict[str, str]:
@@ -180,8 +207,15 @@ class LocalSandbox(Sandbox):
     def start(self, argv: Sequence[str], recipe: Recipe, *, port: int, log_name: str) -> LocalServer:
         log_path = self.logs / f"{log_name}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(list(argv), cwd=self.workdir, env=self.environment(recipe), stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                list(argv),
+                cwd=self.workdir,
+                env=self.environment(recipe),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         (self.logs / "server.pid").write_text(str(process.pid))
         return LocalServer(process, f"http://127.0.0.1:{port}", log_path)
 
@@ -192,8 +226,15 @@ class LocalSandbox(Sandbox):
         with log_path.open("wb") as log:
             log.write(("$ " + " ".join(argv) + "\n").encode())
             log.flush()
-            process = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             with self._running_lock:
                 self._running.add(process)
             try:
@@ -212,9 +253,15 @@ class LocalSandbox(Sandbox):
                 name = signal.Signals(-process.returncode).name
                 log.write(f"\n[fr-agent] process killed by signal {name}\n".encode())
         output, size = bounded_output(log_path, self.output_cap)
-        return CommandResult(argv=argv, returncode=process.returncode, timed_out=timed_out,
-                             duration_s=round(time.monotonic() - started, 2), output=output,
-                             output_bytes=size, log_path=str(log_path))
+        return CommandResult(
+            argv=argv,
+            returncode=process.returncode,
+            timed_out=timed_out,
+            duration_s=round(time.monotonic() - started, 2),
+            output=output,
+            output_bytes=size,
+            log_path=str(log_path),
+        )
 
 
 class HostSandbox(LocalSandbox):
@@ -228,19 +275,28 @@ class HostSandbox(LocalSandbox):
 
     def prepare(self, recipe: Recipe) -> CommandResult:
         if (self.venv / "bin" / "python").exists():
-            return CommandResult(argv=["venv exists"], returncode=0, duration_s=0.0,
-                                 log_path=str(self.logs / "prepare.log"))
-        result = self._execute([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
-                                str(self.venv)], self.environment(recipe), timeout=300, log_name="prepare")
+            return CommandResult(
+                argv=["venv exists"], returncode=0, duration_s=0.0, log_path=str(self.logs / "prepare.log")
+            )
+        result = self._execute(
+            [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(self.venv)],
+            self.environment(recipe),
+            timeout=300,
+            log_name="prepare",
+        )
         if result.ok:
             version = f"python{sys.version_info.major}.{sys.version_info.minor}"
             lines = [f"import site; site.addsitedir({path!r})" for path in site.getsitepackages()]
-            (self.venv / "lib" / version / "site-packages" / "_fr_agent_host_site.pth").write_text("\n".join(lines) + "\n")
+            (self.venv / "lib" / version / "site-packages" / "_fr_agent_host_site.pth").write_text(
+                "\n".join(lines) + "\n"
+            )
         return result
 
     def installed(self, recipe: Recipe) -> dict[str, str]:
-        code = ("import importlib.metadata as m, json; "
-                "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
+        code = (
+            "import importlib.metadata as m, json; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))"
+        )
         result = self._execute([self.python, "-c", code], self.environment(recipe), timeout=120, log_name="freeze")
         line = next((x for x in reversed(result.output.splitlines()) if x.startswith("{")), "{}")
         return {normalize_name(name): version for name, version in json.loads(line).items()}
@@ -250,8 +306,11 @@ class HostSandbox(LocalSandbox):
         if not prepared.ok:
             return prepared
         have = self.installed(recipe)
-        missing = [p for p in recipe.packages if normalize_name(p.name) not in have
-                   or (p.version and have[normalize_name(p.name)] != p.version)]
+        missing = [
+            p
+            for p in recipe.packages
+            if normalize_name(p.name) not in have or (p.version and have[normalize_name(p.name)] != p.version)
+        ]
         if not missing and not any(normalize_name(n) in have for n in recipe.removed):
             log = self.logs / f"{log_name}.log"
             log.write_text("host sandbox: every pin is already satisfied by the host's packages\n")
@@ -264,10 +323,17 @@ class HostSandbox(LocalSandbox):
 
         have = f"{sys.version_info.major}.{sys.version_info.minor}"
         replaced = {
-            "python": Check(name="python", ok=True, detail=f"python {have}: the host's interpreter (recipe had "
-                            f"{recipe.python}; the host sandbox runs what the host has)"),
-            "package index": Check(name="package index", ok=True, detail="not needed up front: the host sandbox "
-                                   "installs only packages the host lacks"),
+            "python": Check(
+                name="python",
+                ok=True,
+                detail=f"python {have}: the host's interpreter (recipe had "
+                f"{recipe.python}; the host sandbox runs what the host has)",
+            ),
+            "package index": Check(
+                name="package index",
+                ok=True,
+                detail="not needed up front: the host sandbox installs only packages the host lacks",
+            ),
         }
         checks = [replaced.get(c.name, c) if not c.ok else c for c in result.checks]
         return result.model_copy(update={"checks": checks})
@@ -288,5 +354,7 @@ class HostSandbox(LocalSandbox):
             moved.append(f"python {python} (recipe had {recipe.python})")
         if not moved:
             return recipe, None
-        return (recipe.model_copy(update={"packages": packages, "python": python}),
-                "host stack pinned: " + ", ".join(moved))
+        return (
+            recipe.model_copy(update={"packages": packages, "python": python}),
+            "host stack pinned: " + ", ".join(moved),
+        )

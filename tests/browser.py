@@ -62,9 +62,23 @@ def render(page: Path, tmp_path: Path) -> dict:
     source = page.read_text(encoding="utf-8")
     assert source.count("</body>") == 1
     probed.write_text(source.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    result = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                             "--window-size=1280,2000", "--virtual-time-budget=5000", f"--user-data-dir={tmp_path / 'chromium'}",
-                             "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,2000",
+            "--virtual-time-budget=5000",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="fr-probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"chromium rendered no probe output: {result.stderr[-2000:]}"
     return json.loads(html.unescape(found.group(1)))

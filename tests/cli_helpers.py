@@ -9,10 +9,18 @@ import time
 from pathlib import Path
 
 
-def fr_agent(*args: str, home: Path, timeout: float = 1800, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+def fr_agent(
+    *args: str, home: Path, timeout: float = 1800, env: dict | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "FR_AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fr_agent", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "fr_agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        **kwargs,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -94,11 +94,14 @@ def test_folder_graph_has_no_cycles():
     assert not {(a, b) for a, b in edges if (b, a) in edges}
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from fr_agent.shell.runs import Run\n", "shell"),
-    ("def f():\n    from fr_agent.agents import repair\n", "agents"),
-    ("import fr_agent.playbooks.diagnose\n", "playbooks"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from fr_agent.shell.runs import Run\n", "shell"),
+        ("def f():\n    from fr_agent.agents import repair\n", "agents"),
+        ("import fr_agent.playbooks.diagnose\n", "playbooks"),
+    ],
+)
 def test_the_check_sees_imports_anywhere_in_a_file(tmp_path, source, expected):
     path = tmp_path / "m.py"
     path.write_text(source)

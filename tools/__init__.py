@@ -8,8 +8,13 @@ from fr_agent.tools.base import Tool, ToolArgs, ToolCall, Verification
 
 TOOLS: dict[str, Tool] = {
     tool.name: tool
-    for tool in (install_dependency.TOOL, set_env_var.TOOL, patch_operator.TOOL, fix_serve_config.TOOL,
-                 search_operators.TOOL)
+    for tool in (
+        install_dependency.TOOL,
+        set_env_var.TOOL,
+        patch_operator.TOOL,
+        fix_serve_config.TOOL,
+        search_operators.TOOL,
+    )
 }
 
 

@@ -57,14 +57,28 @@ def apply(recipe: Recipe, args: FixServeConfigArgs) -> Recipe:
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: FixServeConfigArgs, settings: Settings) -> Verification:
     if recipe.serve.engine == "hf":  # the hf engine's own parser, against the model config, without loading weights
-        argv = [*recipe.serve_argv(sandbox.python, recipe.model.path or recipe.model.name, 0,
-                                   probes_dir=str(Path(sandbox.probe("hf_server.py")).parent)), "--check"]
+        argv = [
+            *recipe.serve_argv(
+                sandbox.python,
+                recipe.model.path or recipe.model.name,
+                0,
+                probes_dir=str(Path(sandbox.probe("hf_server.py")).parent),
+            ),
+            "--check",
+        ]
         result = sandbox.run(argv, recipe, timeout=settings.timeouts.verify, log_name="verify-fix_serve_config")
         return verdict_from(result, lambda v: "the hf engine accepts the serve args")
-    serve_args = ["--model", recipe.model.path or recipe.model.name,
-                  *engine_flags({"dtype": recipe.dtype, **recipe.serve.engine_args})]
-    result = sandbox.run([sandbox.python, sandbox.probe("engine_args_check.py"), recipe.serve.entrypoint, "--",
-                          *serve_args], recipe, timeout=settings.timeouts.verify, log_name="verify-fix_serve_config")
+    serve_args = [
+        "--model",
+        recipe.model.path or recipe.model.name,
+        *engine_flags({"dtype": recipe.dtype, **recipe.serve.engine_args}),
+    ]
+    result = sandbox.run(
+        [sandbox.python, sandbox.probe("engine_args_check.py"), recipe.serve.entrypoint, "--", *serve_args],
+        recipe,
+        timeout=settings.timeouts.verify,
+        log_name="verify-fix_serve_config",
+    )
     return verdict_from(result, lambda v: f"vLLM accepts the serve args ({recipe.serve.entrypoint} entrypoint)")
 
 

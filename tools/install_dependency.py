@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
 from fr_agent.core.recipe import PackageName, PackagePin, Recipe, Version, normalize_name
@@ -93,9 +94,11 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: InstallDependencyArgs, settin
         return verification
     # Installed as asked, but an import breaks in another package (a missing dependency, a torch built for
     # another device): still failed, worded so the planner reads the real error, not "this fix is wrong".
-    detail = (f"{args.package} {verdict['version']} is installed as asked, but importing {verdict['failed_import']} "
-              f"fails in another package, {verdict['failing_package']}: {verdict['error_line']} "
-              f"(that package is missing or broken; the install itself did what it was asked)")
+    detail = (
+        f"{args.package} {verdict['version']} is installed as asked, but importing {verdict['failed_import']} "
+        f"fails in another package, {verdict['failing_package']}: {verdict['error_line']} "
+        f"(that package is missing or broken; the install itself did what it was asked)"
+    )
     return verification.model_copy(update={"detail": detail})
 
 

@@ -33,7 +33,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Literal, Protocol
@@ -84,8 +84,14 @@ class ProbePlan(BaseModel):
     record: bool = False
 
     def operator_plan(self) -> dict:
-        return {"backend": "flaggems" if self.flaggems else "torch", "include": self.include,
-                "kernels": self.kernels, "disabled": [], "reference": [], "cast": {}}
+        return {
+            "backend": "flaggems" if self.flaggems else "torch",
+            "include": self.include,
+            "kernels": self.kernels,
+            "disabled": [],
+            "reference": [],
+            "cast": {},
+        }
 
 
 class Probe(BaseModel):
@@ -107,8 +113,13 @@ class Probe(BaseModel):
     profile: dict[str, dict[str, float]] = Field(default_factory=dict, exclude=True)
 
     def line(self) -> str:
-        gems = ("no FlagGems" if not self.flaggems or self.include == [] else
-                "all FlagGems" if self.include is None else f"{len(self.include)} FlagGems")
+        gems = (
+            "no FlagGems"
+            if not self.flaggems or self.include == []
+            else "all FlagGems"
+            if self.include is None
+            else f"{len(self.include)} FlagGems"
+        )
         what = gems + (f" + {'/'.join(self.kernels)}" if self.kernels else "")
         err = f" rel_err={self.rel_err:.3g}" if self.rel_err is not None else ""
         speed = f" {self.speed:.2f}x" if self.speed else ""
@@ -142,13 +153,19 @@ class SearchReport(BaseModel):
     final: Probe | None
 
     def summary(self) -> str:
-        chosen = f"{len(self.selection.include)} FlagGems ops" + \
-            (f" + kernels {', '.join(self.selection.kernels)}" if self.selection.kernels else "")
+        chosen = f"{len(self.selection.include)} FlagGems ops" + (
+            f" + kernels {', '.join(self.selection.kernels)}" if self.selection.kernels else ""
+        )
         faulty = ", ".join(f"{op} ({why})" for op, why in sorted(self.faulty.items())) or "none"
-        final = (f"; {self.final.speed:.2f}x native, logits rel err {self.final.rel_err:.3g}"
-                 if self.final and self.final.speed and self.final.rel_err is not None else "")
-        return (f"{len(self.candidates)} candidate ops; faulty after {self.fault_rounds} rounds "
-                f"(bound {self.round_bound}): {faulty}; {len(self.slow)} slower than torch; selected {chosen}{final}")
+        final = (
+            f"; {self.final.speed:.2f}x native, logits rel err {self.final.rel_err:.3g}"
+            if self.final and self.final.speed and self.final.rel_err is not None
+            else ""
+        )
+        return (
+            f"{len(self.candidates)} candidate ops; faulty after {self.fault_rounds} rounds "
+            f"(bound {self.round_bound}): {faulty}; {len(self.slow)} slower than torch; selected {chosen}{final}"
+        )
 
 
 class ProbeRunner(Protocol):
@@ -178,10 +195,21 @@ class OperatorSearch:
         self.tolerance = 0.0
 
     def classify(self, plan: ProbePlan, verdict: dict) -> Probe:
-        probe = Probe(label=plan.label, flaggems=plan.flaggems, include=plan.include, kernels=plan.kernels, status="ok",
-                      stage=verdict.get("stage"), rel_err=verdict.get("rel_err"), top1=verdict.get("top1"),
-                      nonfinite=int(verdict.get("nonfinite") or 0), ms=verdict.get("ms"), log=verdict.get("log"),
-                      ran=list(verdict.get("ran") or []), profile=verdict.get("profile") or {})
+        probe = Probe(
+            label=plan.label,
+            flaggems=plan.flaggems,
+            include=plan.include,
+            kernels=plan.kernels,
+            status="ok",
+            stage=verdict.get("stage"),
+            rel_err=verdict.get("rel_err"),
+            top1=verdict.get("top1"),
+            nonfinite=int(verdict.get("nonfinite") or 0),
+            ms=verdict.get("ms"),
+            log=verdict.get("log"),
+            ran=list(verdict.get("ran") or []),
+            profile=verdict.get("profile") or {},
+        )
         probe.speed = round(self.native_ms / probe.ms, 3) if probe.ms else None
         enabled = set(plan.include) if plan.include is not None else None
         if not verdict.get("ok"):
@@ -202,15 +230,18 @@ class OperatorSearch:
         index = len(self.rounds) + 1
         verdicts = self.runner.round(index, plans, 1 if timing else self.settings.parallel)
         probes = [self.classify(p, v) for p, v in zip(plans, verdicts)]
-        self.rounds.append(Round(index=index, purpose=purpose, probes=probes,
-                                 seconds=round(time.monotonic() - started, 1)))
+        self.rounds.append(
+            Round(index=index, purpose=purpose, probes=probes, seconds=round(time.monotonic() - started, 1))
+        )
         return probes
 
     def prime(self, ref: dict) -> None:
         """Take the native measurements: time, the tolerance (from this dtype's own error), FlagGems' table."""
         if not ref.get("ok") or not ref.get("finite", True):
-            raise SearchError(f"the native forward failed, nothing to compare against: "
-                              f"{ref.get('error') or 'non-finite native logits'}")
+            raise SearchError(
+                f"the native forward failed, nothing to compare against: "
+                f"{ref.get('error') or 'non-finite native logits'}"
+            )
         self.native_ms = float(ref["ms"])
         self.table = ref.get("flaggems_table") or {}
         floor = (ref.get("floor") or {}).get("rel_err") or 0.0
@@ -236,11 +267,24 @@ class OperatorSearch:
         kernels_rejected, fast_kernels = self.kernel_speed(native_profile)
         final = self.choose(kept, fast_kernels)
         include = (final.include or []) if final else []
-        selection = Selection(include=sorted(include), exclude=sorted(set(candidates) - set(include)),
-                              kernels=final.kernels if final else [])
-        return SearchReport(native_ms=self.native_ms, tolerance=self.tolerance, candidates=candidates,
-                            round_bound=bound, fault_rounds=fault_rounds, faulty=faulty, slow=slow,
-                            kernels_rejected=kernels_rejected, rounds=self.rounds, selection=selection, final=final)
+        selection = Selection(
+            include=sorted(include),
+            exclude=sorted(set(candidates) - set(include)),
+            kernels=final.kernels if final else [],
+        )
+        return SearchReport(
+            native_ms=self.native_ms,
+            tolerance=self.tolerance,
+            candidates=candidates,
+            round_bound=bound,
+            fault_rounds=fault_rounds,
+            faulty=faulty,
+            slow=slow,
+            kernels_rejected=kernels_rejected,
+            rounds=self.rounds,
+            selection=selection,
+            final=final,
+        )
 
     def localise(self, candidates: list[str], full: Probe) -> dict[str, str]:
         hints = [op for op in full.culprits if op in candidates]
@@ -263,14 +307,15 @@ class OperatorSearch:
                 break
             plans, halves = [], []
             for ops in split:
-                a, b = ops[: len(ops) // 2], ops[len(ops) // 2:]
+                a, b = ops[: len(ops) // 2], ops[len(ops) // 2 :]
                 halves.append((ops, a, b))
                 plans += [ProbePlan(label=_span(a), include=a), ProbePlan(label=_span(b), include=b)]
             probes = self.probe_round("bisect", plans)
             suspicious = []
             for i, (ops, a, b) in enumerate(halves):
-                failed = [(half, p.status) for half, p in ((a, probes[2 * i]), (b, probes[2 * i + 1]))
-                          if p.status in FAULTS]
+                failed = [
+                    (half, p.status) for half, p in ((a, probes[2 * i]), (b, probes[2 * i + 1])) if p.status in FAULTS
+                ]
                 if not failed:
                     faulty.update({op: "interaction" for op in ops})
                 suspicious += failed
@@ -280,8 +325,11 @@ class OperatorSearch:
         """Ops slower inside the model than torch's own (slow), and the rest (kept)."""
         if not good:
             return [], []
-        probe = self.probe_round("per-op timing: the correct FlagGems ops",
-                                 [ProbePlan(label="correct", include=good, profile=True)], timing=True)[0]
+        probe = self.probe_round(
+            "per-op timing: the correct FlagGems ops",
+            [ProbePlan(label="correct", include=good, profile=True)],
+            timing=True,
+        )[0]
         if probe.status in FAULTS:  # each correct alone, not together: keep none rather than guess
             return list(good), []
         slow, kept = [], []
@@ -294,8 +342,11 @@ class OperatorSearch:
 
     def kernel_speed(self, native_profile: dict) -> tuple[dict[str, str], list[str]]:
         hooks = sorted(MODEL_HOOKS)
-        probe = self.probe_round("per-op timing: our kernels", [ProbePlan(label="kernels", flaggems=False,
-                                                                          kernels=hooks, profile=True)], timing=True)[0]
+        probe = self.probe_round(
+            "per-op timing: our kernels",
+            [ProbePlan(label="kernels", flaggems=False, kernels=hooks, profile=True)],
+            timing=True,
+        )[0]
         if probe.status in FAULTS:
             return {op: probe.status for op in hooks}, []
         rejected, fast = {}, []
@@ -341,18 +392,40 @@ def _span(ops: list[str]) -> str:
 class SandboxRunner:
     """Runs op_probe.py in the sandbox, one fresh process per probe, caches cleared before each round."""
 
-    def __init__(self, sandbox: Sandbox, recipe: Recipe, kernels_dir: Path, settings: SearchSettings, *, timeout: float,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        recipe: Recipe,
+        kernels_dir: Path,
+        settings: SearchSettings,
+        *,
+        timeout: float,
+        trust_remote_code: bool = False,
+    ):
         self.sandbox, self.kernels_dir, self.settings, self.timeout = sandbox, kernels_dir, settings, timeout
         self.dir = Path(sandbox.workdir) / "op-search"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cache = self.dir / "cache"
-        self.recipe = recipe.model_copy(update={"env": {**recipe.env, "TRITON_CACHE_DIR": str(self.cache / "triton"),
-                                                        "FLAGGEMS_CACHE_DIR": str(self.cache / "flaggems")}})
-        self.base = {"model": recipe.model.path or recipe.model.name, "dtype": recipe.dtype,
-                     "device": recipe.torch_device, "kernels_dir": str(kernels_dir),
-                     "ref": str(self.dir / "reference.pt"), "batch": settings.batch, "seq": settings.seq,
-                     "iters": settings.iters, "trust_remote_code": trust_remote_code}
+        self.recipe = recipe.model_copy(
+            update={
+                "env": {
+                    **recipe.env,
+                    "TRITON_CACHE_DIR": str(self.cache / "triton"),
+                    "FLAGGEMS_CACHE_DIR": str(self.cache / "flaggems"),
+                }
+            }
+        )
+        self.base = {
+            "model": recipe.model.path or recipe.model.name,
+            "dtype": recipe.dtype,
+            "device": recipe.torch_device,
+            "kernels_dir": str(kernels_dir),
+            "ref": str(self.dir / "reference.pt"),
+            "batch": settings.batch,
+            "seq": settings.seq,
+            "iters": settings.iters,
+            "trust_remote_code": trust_remote_code,
+        }
 
     def clear_caches(self) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)
@@ -362,8 +435,12 @@ class SandboxRunner:
 
         path = self.dir / f"{name}.json"
         path.write_text(json.dumps({**self.base, **spec}))
-        result = self.sandbox.run([self.sandbox.python, self.sandbox.probe("op_probe.py"), str(path)], self.recipe,
-                                  timeout=self.timeout, log_name=f"op-search-{name}")
+        result = self.sandbox.run(
+            [self.sandbox.python, self.sandbox.probe("op_probe.py"), str(path)],
+            self.recipe,
+            timeout=self.timeout,
+            log_name=f"op-search-{name}",
+        )
         verdict = probe_verdict(result)
         if "mode" not in verdict:  # no verdict line: the process died (signal, timeout, OOM kill)
             if result.timed_out:
@@ -391,8 +468,15 @@ class SandboxRunner:
         self.clear_caches()
         verdict = self.run_probe("check", {"mode": "probe", "plan": plan})
         include = plan.get("include") if plan.get("backend") == "flaggems" else []
-        return search.classify(ProbePlan(label="check", flaggems=plan.get("backend") == "flaggems", include=include,
-                                         kernels=list(plan.get("kernels") or [])), verdict)
+        return search.classify(
+            ProbePlan(
+                label="check",
+                flaggems=plan.get("backend") == "flaggems",
+                include=include,
+                kernels=list(plan.get("kernels") or []),
+            ),
+            verdict,
+        )
 
     def round(self, index: int, plans: Sequence[ProbePlan], parallel: int) -> list[dict]:
         self.clear_caches()
@@ -400,8 +484,12 @@ class SandboxRunner:
         def one(numbered: tuple[int, ProbePlan]) -> dict:
             i, plan = numbered
             name = f"r{index}-{i}-{''.join(c if c.isalnum() else '_' for c in plan.label)[:40]}"
-            spec = {"mode": "probe", "plan": plan.operator_plan(), "profile": plan.profile,
-                    "label_ops": plan.kernels if plan.profile else []}
+            spec = {
+                "mode": "probe",
+                "plan": plan.operator_plan(),
+                "profile": plan.profile,
+                "label_ops": plan.kernels if plan.profile else [],
+            }
             if plan.record:
                 spec["record_path"] = str(self.dir / f"{name}.oplog")
             return self.run_probe(name, spec)
@@ -422,8 +510,10 @@ class SandboxRunner:
         finally:
             pool.shutdown(wait=True)
 
-def verify_model(sandbox: Sandbox, recipe: Recipe, settings: Settings, passed: Callable[[Probe], str],
-                 failed: str) -> Verification:
+
+def verify_model(
+    sandbox: Sandbox, recipe: Recipe, settings: Settings, passed: Callable[[Probe], str], failed: str
+) -> Verification:
     """One fresh probe of the model under the recipe's operator plan; correct (ok, or correct but slow) passes.
     `passed` describes a passing probe; `failed` leads the detail of a failing one."""
     runner = SandboxRunner(sandbox, recipe, KERNELS_DIR, SearchSettings(), timeout=settings.timeouts.verify)
@@ -451,9 +541,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = SearchSettings(**{name: getattr(args, name) for name in SearchSettings.model_fields})
     args.out.mkdir(parents=True, exist_ok=True)
     sandbox = HostSandbox(args.out / "sandbox", args.out / "cache", args.out / "hf")
-    recipe = Recipe(model=ModelRef(name=args.model.name, path=str(args.model.resolve())), chip="host",
-                    base_image="host", torch_device=args.device, dtype=args.dtype, packages=[],
-                    operators=OperatorPlan(backend="flaggems"))
+    recipe = Recipe(
+        model=ModelRef(name=args.model.name, path=str(args.model.resolve())),
+        chip="host",
+        base_image="host",
+        torch_device=args.device,
+        dtype=args.dtype,
+        packages=[],
+        operators=OperatorPlan(backend="flaggems"),
+    )
     sandbox.prepare(recipe)
     runner = SandboxRunner(sandbox, recipe, KERNELS_DIR, settings, timeout=args.timeout)
     try:

@@ -14,10 +14,10 @@ from pydantic import model_validator
 
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
-from fr_agent.kernels import KERNELS, operator_spec
-from fr_agent.kernels.registry import MODEL_HOOKS
 from fr_agent.core.recipe import OperatorPlan, Recipe
 from fr_agent.core.types import CHECKED_OPS, DType
+from fr_agent.kernels import KERNELS, operator_spec
+from fr_agent.kernels.registry import MODEL_HOOKS
 from fr_agent.sandboxes.base import Sandbox
 from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
 from fr_agent.tools.operator_search import verify_model
@@ -43,11 +43,15 @@ def admit(args: PatchOperatorArgs, recipe: Recipe, sandbox: Sandbox) -> None:
         if args.op not in MODEL_HOOKS:
             raise ToolRejected(f"no kernel of ours reaches a model for {args.op!r}; kernels: {', '.join(MODEL_HOOKS)}")
         return
-    known = args.op in plan.ops or args.op in KERNELS or args.op in (plan.include or []) or args.op in (plan.kernels or [])
+    known = (
+        args.op in plan.ops or args.op in KERNELS or args.op in (plan.include or []) or args.op in (plan.kernels or [])
+    )
     flaggems_op = plan.backend == "flaggems" and FLAGGEMS_NAME.match(args.op) is not None
     if not (known or flaggems_op):
-        raise ToolRejected(f"operator {args.op!r} is not checked by this recipe; known: {', '.join(plan.ops)}"
-                           + ("" if plan.backend == "flaggems" else " (FlagGems functions need the flaggems backend)"))
+        raise ToolRejected(
+            f"operator {args.op!r} is not checked by this recipe; known: {', '.join(plan.ops)}"
+            + ("" if plan.backend == "flaggems" else " (FlagGems functions need the flaggems backend)")
+        )
 
 
 def patched(plan: OperatorPlan, args: PatchOperatorArgs) -> OperatorPlan:
@@ -76,21 +80,28 @@ def apply(recipe: Recipe, args: PatchOperatorArgs) -> Recipe:
 def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: Settings) -> Verification:
     if args.op not in CHECKED_OPS:  # a FlagGems function: judge the model under the new plan
         return verify_model(
-            sandbox, recipe, settings,
+            sandbox,
+            recipe,
+            settings,
             lambda probe: f"model forward without FlagGems {args.op}: logits rel err {probe.rel_err:.3g}",
-            f"model forward after {args.strategy} {args.op}")
+            f"model forward after {args.strategy} {args.op}",
+        )
     spec = {**operator_spec(recipe), "ops": [args.op]}
     spec_path = Path(sandbox.workdir) / f"verify-op-{args.op}.json"
     spec_path.write_text(json.dumps(spec))
-    result = sandbox.run([sandbox.python, sandbox.probe("op_check.py"), str(spec_path)], recipe,
-                         timeout=settings.timeouts.verify, log_name=f"verify-patch_operator-{args.op}")
+    result = sandbox.run(
+        [sandbox.python, sandbox.probe("op_check.py"), str(spec_path)],
+        recipe,
+        timeout=settings.timeouts.verify,
+        log_name=f"verify-patch_operator-{args.op}",
+    )
     return verdict_from(result, lambda v: f"{args.op} passes in {recipe.dtype} ({v['ops'][args.op]['impl']})")
 
 
 TOOL = Tool(
     name="patch_operator",
     description="Switch one operator override off (FlagGems exclude list), fall back to the torch reference, "
-                "compute it in another dtype, or swap in our Triton kernel.",
+    "compute it in another dtype, or swap in our Triton kernel.",
     args_model=PatchOperatorArgs,
     apply=apply,
     verify=verify,

@@ -13,8 +13,20 @@ from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_fr
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Variables that would hand a planner arbitrary code execution or break the sandbox's isolation.
-FORBIDDEN = {"PATH", "HOME", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "BASH_ENV", "ENV",
-             "LD_PRELOAD", "LD_AUDIT", "SHELL", "PROMPT_COMMAND"}
+FORBIDDEN = {
+    "PATH",
+    "HOME",
+    "VIRTUAL_ENV",
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "BASH_ENV",
+    "ENV",
+    "LD_PRELOAD",
+    "LD_AUDIT",
+    "SHELL",
+    "PROMPT_COMMAND",
+}
 
 
 class SetEnvVarArgs(ToolArgs):
@@ -39,13 +51,18 @@ class SetEnvVarArgs(ToolArgs):
 
 
 def apply(recipe: Recipe, args: SetEnvVarArgs) -> Recipe:
-    return recipe.with_change(change("set_env_var", args, f"set {args.name}={args.value}"),
-                              env={**recipe.env, args.name: args.value})
+    return recipe.with_change(
+        change("set_env_var", args, f"set {args.name}={args.value}"), env={**recipe.env, args.name: args.value}
+    )
 
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: SetEnvVarArgs, settings: Settings) -> Verification:
-    result = sandbox.run([sandbox.python, sandbox.probe("env_check.py"), args.name, args.value], recipe,
-                         timeout=settings.timeouts.verify, log_name="verify-set_env_var")
+    result = sandbox.run(
+        [sandbox.python, sandbox.probe("env_check.py"), args.name, args.value],
+        recipe,
+        timeout=settings.timeouts.verify,
+        log_name="verify-set_env_var",
+    )
     return verdict_from(result, lambda v: f"{args.name} visible inside the sandbox")
 
 

@@ -39,19 +39,27 @@ class StageTimeouts(Strict):
 class DockerSettings(Strict):
     """The docker sandbox (sandboxes/docker.py): engine and per-container limits."""
 
-    host: str | None = Field(None, description="engine URL; else DOCKER_HOST, the private engine under FR_AGENT_HOME "
-                             "(`fr-agent sandbox engine`), the default socket")
+    host: str | None = Field(
+        None,
+        description="engine URL; else DOCKER_HOST, the private engine under FR_AGENT_HOME "
+        "(`fr-agent sandbox engine`), the default socket",
+    )
     cpus: float | None = Field(None, gt=0, description="CPUs per container (default: all the host's)")
-    memory_gib: float | None = Field(None, gt=0, description="memory per container, no swap (default: 3/4 of the host's)")
+    memory_gib: float | None = Field(
+        None, gt=0, description="memory per container, no swap (default: 3/4 of the host's)"
+    )
     pids_limit: int = Field(4096, ge=16, description="processes and threads per container")
-    index_network: Literal["host", "none"] = Field("host", description="network of the steps that need the package "
-                                                   "index (installs, precheck); every other step gets none")
+    index_network: Literal["host", "none"] = Field(
+        "host",
+        description="network of the steps that need the package index (installs, precheck); every other step gets none",
+    )
     drop_capabilities: bool = Field(True, description="drop all Linux capabilities (not for privileged chip profiles)")
 
 
 class SandboxSettings(Strict):
-    kind: Literal["local", "docker", "host"] = Field("local", description="the sandbox a run uses when "
-                                                    "--sandbox is not given")
+    kind: Literal["local", "docker", "host"] = Field(
+        "local", description="the sandbox a run uses when --sandbox is not given"
+    )
     output_cap_bytes: int = Field(2_000_000, description="bytes of a command's output kept in memory (head+tail)")
     serve_log_stall_s: float = Field(180, description="a starting server whose log stops growing this long is hung")
     find_links: list[str] = Field(default_factory=list, description="extra wheel dirs; pip's config is read too")
@@ -68,28 +76,42 @@ class EvalSettings(Strict):
     topk_tokens: int = Field(24, ge=0, description="tokens after the first N checked for top-k containment")
     prompts: int = Field(16, ge=1, description="bundled prompts used for greedy agreement and containment")
     heldout_tokens: int = Field(512, ge=2, description="held-out text tokens for perplexity and top-1 agreement")
-    tasks_per_category: int = Field(20, ge=0, description="items per task category (knowledge, reasoning, math, "
-                                    "code); 0 runs all 80")
+    tasks_per_category: int = Field(
+        20, ge=0, description="items per task category (knowledge, reasoning, math, code); 0 runs all 80"
+    )
     task_concurrency: int = Field(4, ge=1, description="task scoring requests in flight")
-    concurrency: list[int] = Field(default_factory=lambda: [1, 4], description="serving concurrency levels; "
-                                   "empty skips the throughput and latency measurement")
+    concurrency: list[int] = Field(
+        default_factory=lambda: [1, 4],
+        description="serving concurrency levels; empty skips the throughput and latency measurement",
+    )
     perf_requests: int = Field(8, ge=1, description="requests per concurrency level")
     perf_max_tokens: int = Field(32, ge=1, description="completion tokens per serving request")
-    lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-evaluation-harness tasks, run when the "
-                                     "harness is installed and their data is in the local datasets cache")
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-evaluation-harness tasks, run when the "
+        "harness is installed and their data is in the local datasets cache",
+    )
     lm_eval_limit: int | None = Field(50, ge=1, description="items per lm-eval task")
-    reference_url: str | None = Field(None, description="an OpenAI-compatible reference server already running "
-                                      "(e.g. the native engine on the same chip); default: fr-agent starts one")
+    reference_url: str | None = Field(
+        None,
+        description="an OpenAI-compatible reference server already running "
+        "(e.g. the native engine on the same chip); default: fr-agent starts one",
+    )
     reference_dtype: DType = "float32"
     reference_device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="where fr-agent's reference server runs: auto takes this host's CUDA device when there "
-        "is one with room for the reference weights (native torch ops, no operator plan), else the CPU")
+        "auto",
+        description="where fr-agent's reference server runs: auto takes this host's CUDA device when there "
+        "is one with room for the reference weights (native torch ops, no operator plan), else the CPU",
+    )
     reference_start_timeout_s: float = Field(300, gt=0)
 
 
 class LLMBudget(Strict):
-    round_tokens: int = Field(24_000, ge=1, description="prompt + completion tokens one planning round may use; "
-                              "past it the round follows the playbooks")
+    round_tokens: int = Field(
+        24_000,
+        ge=1,
+        description="prompt + completion tokens one planning round may use; past it the round follows the playbooks",
+    )
     run_tokens: int = Field(200_000, ge=1, description="tokens one run may use; past it the run pauses (resumable)")
 
 
@@ -102,8 +124,9 @@ class LLMSettings(Strict):
     api_key: SecretStr | None = None
     timeout_s: float = Field(120, gt=0, description="one request; the SDK retries timeouts, 429 and 5xx")
     max_retries: int = Field(2, ge=0)
-    max_invalid_replies: int = Field(2, ge=0, description="invalid or missing calls fed back per round before "
-                                     "the round follows the playbooks")
+    max_invalid_replies: int = Field(
+        2, ge=0, description="invalid or missing calls fed back per round before the round follows the playbooks"
+    )
     max_investigations: int = Field(6, ge=0, description="read-only tool calls per round")
     max_completion_tokens: int = Field(2048, ge=16)
     temperature: float = 0.0

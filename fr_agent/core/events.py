@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -218,14 +218,54 @@ class ChatEvent(EventBase):
 
 
 EVENT_CLASSES: tuple[type[EventBase], ...] = (
-    RunStartedEvent, AnalysisEvent, PrecheckEvent, StageEvent, DiagnosisEvent, PlanEvent, ToolCallEvent,
-    VerificationEvent, EvalEvent, PublishEvent, RunFinishedEvent, NoteEvent, LLMCallEvent, ChatEvent,
+    RunStartedEvent,
+    AnalysisEvent,
+    PrecheckEvent,
+    StageEvent,
+    DiagnosisEvent,
+    PlanEvent,
+    ToolCallEvent,
+    VerificationEvent,
+    EvalEvent,
+    PublishEvent,
+    RunFinishedEvent,
+    NoteEvent,
+    LLMCallEvent,
+    ChatEvent,
 )
-Event = Annotated[RunStartedEvent | AnalysisEvent | PrecheckEvent | StageEvent | DiagnosisEvent | PlanEvent
-                  | ToolCallEvent | VerificationEvent | EvalEvent | PublishEvent | RunFinishedEvent | NoteEvent
-                  | LLMCallEvent | ChatEvent, Field(discriminator="event")]
-EventKind = Literal["run_started", "analysis", "precheck", "stage", "diagnosis", "plan", "tool_call",
-                    "verification", "eval", "publish", "run_finished", "note", "llm_call", "chat"]
+Event = Annotated[
+    RunStartedEvent
+    | AnalysisEvent
+    | PrecheckEvent
+    | StageEvent
+    | DiagnosisEvent
+    | PlanEvent
+    | ToolCallEvent
+    | VerificationEvent
+    | EvalEvent
+    | PublishEvent
+    | RunFinishedEvent
+    | NoteEvent
+    | LLMCallEvent
+    | ChatEvent,
+    Field(discriminator="event"),
+]
+EventKind = Literal[
+    "run_started",
+    "analysis",
+    "precheck",
+    "stage",
+    "diagnosis",
+    "plan",
+    "tool_call",
+    "verification",
+    "eval",
+    "publish",
+    "run_finished",
+    "note",
+    "llm_call",
+    "chat",
+]
 CLASS_OF_KIND: dict[str, type[EventBase]] = {cls.model_fields["event"].default: cls for cls in EVENT_CLASSES}
 ENVELOPE = frozenset(EventBase.model_fields) | {"event"}
 EVENT_ADAPTER = TypeAdapter(Event)
@@ -247,9 +287,10 @@ class Transcript:
         unknown = sorted(fields.keys() - (cls.model_fields.keys() - ENVELOPE))
         if unknown:
             raise ValueError(f"a {kind} event has no field {', '.join(unknown)}")
-        checked = cls(run_id=self.run_id, attempt=attempt, ts=datetime.now(timezone.utc), **fields)
-        record = {key: redact_value(key, value)
-                  for key, value in checked.model_dump(mode="json", exclude_unset=True).items()}
+        checked = cls(run_id=self.run_id, attempt=attempt, ts=datetime.now(UTC), **fields)
+        record = {
+            key: redact_value(key, value) for key, value in checked.model_dump(mode="json", exclude_unset=True).items()
+        }
         record = {"event": kind, **record}
         event = EVENT_ADAPTER.validate_python(record)
         self._file.write(json.dumps(record) + "\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets as random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +36,7 @@ class HintBox:
             raise FrAgentError("a hint needs some text")
         if len(text) > MAX_HINT_CHARS:
             raise FrAgentError(f"a hint is at most {MAX_HINT_CHARS} characters")
-        hint = Hint(id=random.token_hex(4), text=text, source=source, ts=datetime.now(timezone.utc).isoformat())
+        hint = Hint(id=random.token_hex(4), text=text, source=source, ts=datetime.now(UTC).isoformat())
         line = (hint.model_dump_json() + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -1,12 +1,12 @@
 """One run's folder: the name of every file in it, spelled once.
 
-    runs/<run_id>/request.json        what was asked (RunRequest)
-                  transcript.jsonl    typed events, append-only (core/events.py)
-                  checkpoints.sqlite  the graph's checkpoints (langgraph SqliteSaver)
-                  hints.jsonl         hints sent to the live planner (core/hints.py)
-                  eval.json, eval.png the eval report and its chart
-                  sandbox/            the sandbox's venv or image state, work dir and logs
-                  publish/            the release
+runs/<run_id>/request.json        what was asked (RunRequest)
+              transcript.jsonl    typed events, append-only (core/events.py)
+              checkpoints.sqlite  the graph's checkpoints (langgraph SqliteSaver)
+              hints.jsonl         hints sent to the live planner (core/hints.py)
+              eval.json, eval.png the eval report and its chart
+              sandbox/            the sandbox's venv or image state, work dir and logs
+              publish/            the release
 """
 
 from __future__ import annotations

@@ -59,10 +59,13 @@ class OperatorPlan(Strict):
     disabled: list[str] = Field(default_factory=list, description="overrides switched off (torch's own op runs)")
     reference: list[str] = Field(default_factory=list, description="ops forced to the torch reference implementation")
     cast: dict[str, DType] = Field(default_factory=dict, description="ops computed in another dtype and cast back")
-    include: list[str] | None = Field(None, description="FlagGems functions registered (only_enable); None: all "
-                                                        "but `disabled`")
-    kernels: list[str] | None = Field(None, description="our Triton kernels (kernels/) swapped into the model; "
-                                                        "None: all of them when backend is kernels")
+    include: list[str] | None = Field(
+        None, description="FlagGems functions registered (only_enable); None: all but `disabled`"
+    )
+    kernels: list[str] | None = Field(
+        None,
+        description="our Triton kernels (kernels/) swapped into the model; None: all of them when backend is kernels",
+    )
 
 
 class ServePlan(Strict):
@@ -112,9 +115,18 @@ class Recipe(Strict):
         if self.serve.engine == "hf":
             head = [python, os.path.join(probes_dir, "hf_server.py"), model_path, "--device", self.torch_device]
             ops = self.operators
-            plan = ["--operators", ops.model_dump_json(exclude={"ops"})] if ops.backend != "torch" or ops.kernels else []
-            return [*head, "--host", "127.0.0.1", "--port", str(port),
-                    *engine_flags({"dtype": self.dtype, **self.serve.engine_args}), *plan]
+            plan = (
+                ["--operators", ops.model_dump_json(exclude={"ops"})] if ops.backend != "torch" or ops.kernels else []
+            )
+            return [
+                *head,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *engine_flags({"dtype": self.dtype, **self.serve.engine_args}),
+                *plan,
+            ]
         head = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path]
         if self.serve.entrypoint == "cli":
             head = [os.path.join(os.path.dirname(python), "vllm"), "serve", model_path]

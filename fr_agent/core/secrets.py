@@ -11,16 +11,29 @@ from typing import Any
 
 REDACTED = "<redacted>"
 
-SECRET_WORDS = frozenset({
-    "token", "key", "secret", "secrets", "password", "passwords", "passwd",
-    "credential", "credentials", "apikey", "accesskey", "secretkey", "privatekey",
-})
+SECRET_WORDS = frozenset(
+    {
+        "token",
+        "key",
+        "secret",
+        "secrets",
+        "password",
+        "passwords",
+        "passwd",
+        "credential",
+        "credentials",
+        "apikey",
+        "accesskey",
+        "secretkey",
+        "privatekey",
+    }
+)
 # Fused words such as "authtoken" or "dbpassword"; "key" is left out here ("monkey").
 SECRET_SUFFIXES = ("token", "secret", "password", "passwd", "credential", "credentials")
 
 TOKEN_PATTERNS = (
-    re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{20,}"),        # Hugging Face access token
-    re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}"),      # OpenAI-style API key
+    re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{20,}"),  # Hugging Face access token
+    re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}"),  # OpenAI-style API key
     re.compile(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub token
 )
 # NAME=value and --flag value / --flag=value, where the name decides.
@@ -56,8 +69,7 @@ def redact_text(text: str) -> str:
 
 def redact_env(env: dict[str, str]) -> dict[str, str]:
     """Env with every secret value (by name or by shape) replaced whole."""
-    return {name: REDACTED if is_secret_name(name) or looks_like_token(value) else value
-            for name, value in env.items()}
+    return {name: REDACTED if is_secret_name(name) or looks_like_token(value) else value for name, value in env.items()}
 
 
 def redact_value(key: Any, value: Any) -> Any:
@@ -86,7 +98,8 @@ def _redact_sequence(key: Any, items: list | tuple) -> list:
     out: list = []
     for index, item in enumerate(items):
         previous = items[index - 1] if index else None
-        after_secret_flag = (isinstance(previous, str) and previous.startswith("-") and "=" not in previous
-                             and is_secret_name(previous))
+        after_secret_flag = (
+            isinstance(previous, str) and previous.startswith("-") and "=" not in previous and is_secret_name(previous)
+        )
         out.append(REDACTED if after_secret_flag and isinstance(item, str) else redact_value(key, item))
     return out

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
@@ -65,15 +65,30 @@ class Job(JobOptions):
     def id(self) -> str:
         """Readable and stable: `tiny-llama@cpu`, plus every option that differs from the default."""
         defaults = JobOptions()
-        extra = [f"{k}={_short(k, v)}" for k, v in self.model_dump().items()
-                 if k in JobOptions.model_fields and v != getattr(defaults, k)]
+        extra = [
+            f"{k}={_short(k, v)}"
+            for k, v in self.model_dump().items()
+            if k in JobOptions.model_fields and v != getattr(defaults, k)
+        ]
         local = self.model.startswith(("/", ".", "~"))
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model).name if local else self.model).strip("-")
         return f"{slug}@{self.chip}" + "".join(f"+{re.sub(r'[^A-Za-z0-9._=-]+', '-', e)}" for e in extra)
 
     def run_args(self, run_id: str, catalog: str | None) -> list[str]:
-        args = ["run", self.model, "--chip", self.chip, "--yes", "--json", "--run-id", run_id,
-                "--planner", self.planner, "--sandbox", self.sandbox]
+        args = [
+            "run",
+            self.model,
+            "--chip",
+            self.chip,
+            "--yes",
+            "--json",
+            "--run-id",
+            run_id,
+            "--planner",
+            self.planner,
+            "--sandbox",
+            self.sandbox,
+        ]
         if self.engine:
             args += ["--engine", self.engine]
         if self.with_flaggems:
@@ -126,10 +141,13 @@ class Matrix(Strict):
 
 class JobsFile(Strict):
     concurrency: int = Field(2, ge=1, description="launches running at once")
-    retries: int = Field(1, ge=0, le=10, description="extra tries per job; each is a new run with a fresh attempt budget")
+    retries: int = Field(
+        1, ge=0, le=10, description="extra tries per job; each is a new run with a fresh attempt budget"
+    )
     retry_on: list[Annotated[str, Field(pattern=r"^[a-z_]+$")]] = Field(
         default_factory=lambda: ["failed", "eval_failed", "crashed", "timeout"],
-        description="outcomes worth another try (precheck and bad input fail the same way again)")
+        description="outcomes worth another try (precheck and bad input fail the same way again)",
+    )
     timeout_s: float = Field(3600, gt=0, description="wall-clock limit of one launch")
     catalog: str | None = Field(None, description="catalog directory for every job")
     defaults: JobOptions = Field(default_factory=JobOptions)
@@ -151,8 +169,11 @@ class JobsFile(Strict):
             combos: list[dict] = [{}]
             for key, values in axes.items():
                 combos = [{**c, key: v} for c in combos for v in values]
-            jobs += [j for j in (Job.model_validate({**base, **c}) for c in combos)
-                     if not any(f.matches(j) for f in self.exclude)]
+            jobs += [
+                j
+                for j in (Job.model_validate({**base, **c}) for c in combos)
+                if not any(f.matches(j) for f in self.exclude)
+            ]
         jobs += [Job.model_validate({**base, **j.model_dump(exclude_unset=True)}) for j in self.include]
         return jobs
 
@@ -171,7 +192,9 @@ def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
-        raise FrAgentError(f"cannot read jobs file {path}: {err.strerror if isinstance(err, OSError) else err}") from None
+        raise FrAgentError(
+            f"cannot read jobs file {path}: {err.strerror if isinstance(err, OSError) else err}"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -186,9 +209,15 @@ def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
         raise FrAgentError(f"invalid jobs file {path}: {first_error(err, 'jobs file')}") from None
     root = path.parent.resolve()
     spec = spec.model_copy(update={"catalog": _resolve(spec.catalog, root)})
-    jobs = [j.model_copy(update={"config": _resolve(j.config, root),
-                                 "planner": _resolve(j.planner, root) if j.planner.startswith("script:") else j.planner})
-            for j in jobs]
+    jobs = [
+        j.model_copy(
+            update={
+                "config": _resolve(j.config, root),
+                "planner": _resolve(j.planner, root) if j.planner.startswith("script:") else j.planner,
+            }
+        )
+        for j in jobs
+    ]
     catalog = load_catalog(spec.catalog)
     for job in jobs:
         try:
@@ -209,7 +238,7 @@ def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Launch(BaseModel):
@@ -280,7 +309,7 @@ def batches_dir(home: Path) -> Path:
 
 
 def new_batch_dir(home: Path, jobs_file: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", jobs_file.stem).strip("-").lower()[:30] or "batch"
     path = batches_dir(home) / f"{slug}-{stamp}"
     suffix = 1
@@ -387,20 +416,28 @@ except OSError:  # not glibc Linux: a killed batch then leaves its launches runn
 def _die_with(parent: int):
     """Runs in the child before exec: a kill -9 of the batch (or of a Ray worker) takes its launches with it,
     so a resumed batch never races a stale writer of the same run."""
+
     def preexec() -> None:
         if _libc is not None:
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
+
     return preexec
 
 
 def spawn(spec: LaunchSpec) -> subprocess.Popen:
     Path(spec.out_path).parent.mkdir(parents=True, exist_ok=True)
     with open(spec.out_path, "wb") as out, open(spec.err_path, "wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "fr_agent", *spec.args], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **spec.env}, start_new_session=True,
-                                preexec_fn=_die_with(os.getpid()))
+        return subprocess.Popen(
+            [sys.executable, "-m", "fr_agent", *spec.args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **spec.env},
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+        )
 
 
 def _tail(path: str, limit: int = 4000) -> str:
@@ -416,8 +453,14 @@ def _tail(path: str, limit: int = 4000) -> str:
 def collect(spec: LaunchSpec, exit_code: int | None, seconds: float, timed_out: bool, host: str) -> ProcessResult:
     run_dir = Path(spec.run_dir)
     summary = summarize(run_dir) if (run_dir / "request.json").exists() else None
-    return ProcessResult(exit_code=exit_code, seconds=round(seconds, 2), timed_out=timed_out, host=host,
-                         stderr_tail=_tail(spec.err_path), summary=summary)
+    return ProcessResult(
+        exit_code=exit_code,
+        seconds=round(seconds, 2),
+        timed_out=timed_out,
+        host=host,
+        stderr_tail=_tail(spec.err_path),
+        summary=summary,
+    )
 
 
 def run_to_end(spec: LaunchSpec, host: str | None = None) -> ProcessResult:
@@ -475,8 +518,14 @@ class LocalExecutor:
                     stop_process_group(process, grace_s=20, first=signal.SIGINT)
                 if process.poll() is not None:
                     del self.running[job_id]
-                    done.append((job_id, collect(spec, process.returncode, time.monotonic() - started, timed_out,
-                                                 socket.gethostname())))
+                    done.append(
+                        (
+                            job_id,
+                            collect(
+                                spec, process.returncode, time.monotonic() - started, timed_out, socket.gethostname()
+                            ),
+                        )
+                    )
             if done or time.monotonic() >= deadline or not self.running:
                 return done
             time.sleep(0.2)
@@ -493,8 +542,9 @@ class LocalExecutor:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 stop_process_group(process, grace_s=5, first=signal.SIGKILL)
-            stopped.append((job_id, collect(spec, process.returncode, time.monotonic() - started, False,
-                                            socket.gethostname())))
+            stopped.append(
+                (job_id, collect(spec, process.returncode, time.monotonic() - started, False, socket.gethostname()))
+            )
         self.running.clear()
         return stopped
 
@@ -526,8 +576,16 @@ def judge(result: ProcessResult, stopping: bool) -> tuple[Outcome | None, str]:
 class Batch:
     """The scheduler: pending jobs → launches (at most `concurrency` at once) → outcomes → retries."""
 
-    def __init__(self, spec: JobsFile, jobs: list[Job], batch_dir: Path, state: BatchState, home: Path,
-                 executor: Executor, concurrency: int | None = None):
+    def __init__(
+        self,
+        spec: JobsFile,
+        jobs: list[Job],
+        batch_dir: Path,
+        state: BatchState,
+        home: Path,
+        executor: Executor,
+        concurrency: int | None = None,
+    ):
         self.spec, self.batch_dir, self.state, self.home, self.executor = spec, batch_dir, state, home, executor
         self.order = [j.id for j in jobs]
         self.concurrency = concurrency or spec.concurrency
@@ -557,7 +615,7 @@ class Batch:
         if summary:
             attempt.attempts, attempt.fixes = summary["attempts"], len(summary["fixes"])
             attempt.gate_passed = (summary.get("eval") or {}).get("gate_passed")
-        retry = (outcome in self.spec.retry_on and len(state.tries) <= self.spec.retries)
+        retry = outcome in self.spec.retry_on and len(state.tries) <= self.spec.retries
         state.final = not retry
 
     def next_launch(self, state: JobState) -> LaunchSpec | None:
@@ -593,9 +651,16 @@ class Batch:
         logs = self.batch_dir / "logs" / re.sub(r"[^A-Za-z0-9@+=._-]+", "-", job.id)
         name = f"t{attempt.number}-{len(attempt.launches) + 1}-{kind}"
         attempt.launches.append(Launch(kind=kind, started=now(), log=str(logs / name)))
-        return LaunchSpec(job_id=job.id, chip=job.chip, args=[*args, "--home", str(self.home)], env=self.env(),
-                          timeout_s=self.spec.timeout_s, run_dir=str(self.run_dir(attempt.run_id)),
-                          out_path=str(logs / f"{name}.out"), err_path=str(logs / f"{name}.err"))
+        return LaunchSpec(
+            job_id=job.id,
+            chip=job.chip,
+            args=[*args, "--home", str(self.home)],
+            env=self.env(),
+            timeout_s=self.spec.timeout_s,
+            run_dir=str(self.run_dir(attempt.run_id)),
+            out_path=str(logs / f"{name}.out"),
+            err_path=str(logs / f"{name}.err"),
+        )
 
     def finish_launch(self, job_id: str, result: ProcessResult) -> None:
         state = self.state.jobs[job_id]
@@ -677,15 +742,22 @@ def summary_rows(state: BatchState) -> list[dict]:
     rows = []
     for job_id, js in state.jobs.items():
         last = js.tries[-1] if js.tries else None
-        rows.append({
-            "job": job_id, "model": js.job.model, "chip": js.job.chip,
-            "options": js.job.model_dump(include=set(JobOptions.model_fields)),
-            "status": js.status, "tries": len(js.tries),
-            "attempts": last.attempts if last else 0, "fixes": last.fixes if last else 0,
-            "gate_passed": last.gate_passed if last else None,
-            "seconds": round(sum(t.seconds for t in js.tries), 1),
-            "launches": sum(len(t.launches) for t in js.tries),
-            "run_id": last.run_id if last else None, "runs": [t.run_id for t in js.tries],
-            "reason": last.reason if last else "",
-        })
+        rows.append(
+            {
+                "job": job_id,
+                "model": js.job.model,
+                "chip": js.job.chip,
+                "options": js.job.model_dump(include=set(JobOptions.model_fields)),
+                "status": js.status,
+                "tries": len(js.tries),
+                "attempts": last.attempts if last else 0,
+                "fixes": last.fixes if last else 0,
+                "gate_passed": last.gate_passed if last else None,
+                "seconds": round(sum(t.seconds for t in js.tries), 1),
+                "launches": sum(len(t.launches) for t in js.tries),
+                "run_id": last.run_id if last else None,
+                "runs": [t.run_id for t in js.tries],
+                "reason": last.reason if last else "",
+            }
+        )
     return rows

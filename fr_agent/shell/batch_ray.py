@@ -32,8 +32,12 @@ def chip_count(chip: ChipProfile, cpu_slots: int) -> int:
         return cpu_slots
     if not check_device(chip).ok:
         return 0
-    cards = {n for pattern in chip.detection.device_nodes if any(c.isdigit() or c == "[" for c in pattern)
-             for n in glob.glob(pattern)}
+    cards = {
+        n
+        for pattern in chip.detection.device_nodes
+        if any(c.isdigit() or c == "[" for c in pattern)
+        for n in glob.glob(pattern)
+    }
     return max(1, len(cards))
 
 
@@ -56,8 +60,14 @@ class RayExecutor:
 
     def __init__(self, address: str | None, catalog: Catalog, cpu_slots: int | None = None):
         if address in (None, "", "local"):  # a one-host cluster started here, advertising this host's chips
-            ray.init(address="local", resources=host_resources(catalog, cpu_slots), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+            ray.init(
+                address="local",
+                resources=host_resources(catalog, cpu_slots),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _node_ip_address="127.0.0.1",
+            )
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         self.refs: dict[ray.ObjectRef, tuple[str, LaunchSpec]] = {}
@@ -85,8 +95,12 @@ class RayExecutor:
             try:
                 result = ProcessResult.model_validate_json(ray.get(ref))
             except ray.exceptions.RayError as err:  # the node or its worker died: the launch crashed
-                result = ProcessResult(exit_code=None, seconds=0.0, host="?",
-                                       stderr_tail=f"ray: {type(err).__name__}: {str(err).splitlines()[0]}")
+                result = ProcessResult(
+                    exit_code=None,
+                    seconds=0.0,
+                    host="?",
+                    stderr_tail=f"ray: {type(err).__name__}: {str(err).splitlines()[0]}",
+                )
             done.append((job_id, result))
         return done
 

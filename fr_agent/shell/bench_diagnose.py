@@ -110,28 +110,42 @@ def evaluate(corpus: Path) -> list[Outcome]:
         ms = (time.perf_counter() - started) * 1000
         category_ok = diagnosis.category == label.category
         params_ok = (category_ok and params_match(label.params, diagnosis.params)) if label.params else None
-        outcomes.append(Outcome(file=label.file, expected=label.category, got=diagnosis.category,
-                                expected_params=label.params, got_params=diagnosis.params, category_ok=category_ok,
-                                params_ok=params_ok, playbook=diagnosis.playbook, ms=round(ms, 3),
-                                bytes=path.stat().st_size))
+        outcomes.append(
+            Outcome(
+                file=label.file,
+                expected=label.category,
+                got=diagnosis.category,
+                expected_params=label.params,
+                got_params=diagnosis.params,
+                category_ok=category_ok,
+                params_ok=params_ok,
+                playbook=diagnosis.playbook,
+                ms=round(ms, 3),
+                bytes=path.stat().st_size,
+            )
+        )
     return outcomes
 
 
 def big_log_throughput(size_mb: int, directory: Path) -> dict[str, float]:
     """Diagnose a synthetic `size_mb` MB log from disk: ms per MB and peak Python memory (MB)."""
     path = directory / f"big-{size_mb}mb.log"
-    line = (b"(VllmWorker rank=0 pid=4242) INFO 11-23 11:08:37 [gpu_model_runner.py:1510] step 1234 ok, "
-            b"throughput 330.1 tokens/s \xff stray byte\n")
+    line = (
+        b"(VllmWorker rank=0 pid=4242) INFO 11-23 11:08:37 [gpu_model_runner.py:1510] step 1234 ok, "
+        b"throughput 330.1 tokens/s \xff stray byte\n"
+    )
     block = line * ((1 << 20) // len(line) + 1)
     with path.open("wb") as handle:
         for index in range(size_mb):
             handle.write(block[: 1 << 20])
             if index == size_mb // 2:
                 handle.write(b"WARNING 11-23 11:08:37 [utils.py:1] No module named 'yaml' (optional)\n")
-        handle.write(b"(EngineCore_DP0 pid=4242) ERROR 11-23 11:08:37 [core.py:1510] ValueError: To serve at least one "
-                     b"request with the models's max seq len (32768), (4.00 GiB KV cache is needed, which is larger than "
-                     b"the available KV cache memory (1.25 GiB). Based on the available memory, the estimated maximum "
-                     b"model length is 10240. Try increasing `gpu_memory_utilization` or decreasing `max_model_len`.\n")
+        handle.write(
+            b"(EngineCore_DP0 pid=4242) ERROR 11-23 11:08:37 [core.py:1510] ValueError: To serve at least one "
+            b"request with the models's max seq len (32768), (4.00 GiB KV cache is needed, which is larger than "
+            b"the available KV cache memory (1.25 GiB). Based on the available memory, the estimated maximum "
+            b"model length is 10240. Try increasing `gpu_memory_utilization` or decreasing `max_model_len`.\n"
+        )
     size = path.stat().st_size
     read_first = plain_read_seconds(path)  # the baseline, measured in the same run (and it warms the page cache)
     tracemalloc.start()
@@ -145,9 +159,14 @@ def big_log_throughput(size_mb: int, directory: Path) -> dict[str, float]:
     if diagnosis.params != {"key": "max_model_len", "value": 10240}:
         raise FrAgentError(f"big-log diagnosis went wrong: {diagnosis.params}")
     mb = size / 2**20
-    return {"mb": round(mb, 1), "seconds": round(seconds, 3), "ms_per_mb": round(seconds * 1000 / mb, 3),
-            "peak_mb": round(peak / 2**20, 1), "read_ms_per_mb": round(baseline * 1000 / mb, 3),
-            "ratio_vs_read": round(seconds / baseline, 2) if baseline else 0.0}
+    return {
+        "mb": round(mb, 1),
+        "seconds": round(seconds, 3),
+        "ms_per_mb": round(seconds * 1000 / mb, 3),
+        "peak_mb": round(peak / 2**20, 1),
+        "read_ms_per_mb": round(baseline * 1000 / mb, 3),
+        "ratio_vs_read": round(seconds / baseline, 2) if baseline else 0.0,
+    }
 
 
 def plain_read_seconds(path: Path) -> float:
@@ -160,7 +179,9 @@ def plain_read_seconds(path: Path) -> float:
 
 
 def summarize(corpus: Path, outcomes: list[Outcome], big: dict[str, float] | None) -> Report:
-    per: dict[str, dict[str, float]] = defaultdict(lambda: {"logs": 0, "category_ok": 0, "param_logs": 0, "params_ok": 0})
+    per: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"logs": 0, "category_ok": 0, "param_logs": 0, "params_ok": 0}
+    )
     for o in outcomes:
         row = per[o.expected]
         row["logs"] += 1
@@ -172,17 +193,26 @@ def summarize(corpus: Path, outcomes: list[Outcome], big: dict[str, float] | Non
     for category in CATEGORIES:
         if category in per:
             row = per[category]
-            table[category] = {"logs": row["logs"], "category_accuracy": round(row["category_ok"] / row["logs"], 4),
-                               "param_logs": row["param_logs"],
-                               "param_accuracy": round(row["params_ok"] / row["param_logs"], 4) if row["param_logs"] else 1.0}
+            table[category] = {
+                "logs": row["logs"],
+                "category_accuracy": round(row["category_ok"] / row["logs"], 4),
+                "param_logs": row["param_logs"],
+                "param_accuracy": round(row["params_ok"] / row["param_logs"], 4) if row["param_logs"] else 1.0,
+            }
     param_outcomes = [o for o in outcomes if o.params_ok is not None]
     return Report(
-        corpus=str(corpus), logs=len(outcomes),
+        corpus=str(corpus),
+        logs=len(outcomes),
         category_accuracy=round(sum(o.category_ok for o in outcomes) / len(outcomes), 4) if outcomes else 0.0,
-        param_accuracy=round(sum(bool(o.params_ok) for o in param_outcomes) / len(param_outcomes), 4) if param_outcomes else 0.0,
-        param_logs=len(param_outcomes), per_category=table,
+        param_accuracy=round(sum(bool(o.params_ok) for o in param_outcomes) / len(param_outcomes), 4)
+        if param_outcomes
+        else 0.0,
+        param_logs=len(param_outcomes),
+        per_category=table,
         ms_per_log=round(sum(o.ms for o in outcomes) / len(outcomes), 3) if outcomes else 0.0,
-        big_log=big, misses=[o for o in outcomes if not o.category_ok or o.params_ok is False])
+        big_log=big,
+        misses=[o for o in outcomes if not o.category_ok or o.params_ok is False],
+    )
 
 
 def run(corpus: Path = DEFAULT_CORPUS, big_mb: int = 0, scratch: Path | None = None) -> Report:
@@ -192,27 +222,40 @@ def run(corpus: Path = DEFAULT_CORPUS, big_mb: int = 0, scratch: Path | None = N
 
 
 def render(report: Report, verbose: bool) -> str:
-    out = [f"diagnosis benchmark: {report.logs} real logs in {report.corpus}", "",
-           f"{'category':<20}{'logs':>6}{'category acc':>14}{'param logs':>12}{'param acc':>11}"]
+    out = [
+        f"diagnosis benchmark: {report.logs} real logs in {report.corpus}",
+        "",
+        f"{'category':<20}{'logs':>6}{'category acc':>14}{'param logs':>12}{'param acc':>11}",
+    ]
     for category, row in report.per_category.items():
-        out.append(f"{category:<20}{int(row['logs']):>6}{row['category_accuracy']:>14.1%}{int(row['param_logs']):>12}"
-                   f"{row['param_accuracy']:>11.1%}")
-    out.append(f"{'all':<20}{report.logs:>6}{report.category_accuracy:>14.1%}{report.param_logs:>12}{report.param_accuracy:>11.1%}")
+        out.append(
+            f"{category:<20}{int(row['logs']):>6}{row['category_accuracy']:>14.1%}{int(row['param_logs']):>12}"
+            f"{row['param_accuracy']:>11.1%}"
+        )
+    out.append(
+        f"{'all':<20}{report.logs:>6}{report.category_accuracy:>14.1%}{report.param_logs:>12}{report.param_accuracy:>11.1%}"
+    )
     out.append(f"\nspeed on the corpus: {report.ms_per_log} ms per log (mean, warm)")
     if report.big_log:
         b = report.big_log
-        out.append(f"big log: {b['mb']} MB in {b['seconds']} s = {b['ms_per_mb']} ms/MB, peak {b['peak_mb']} MB allocated; "
-                   f"baseline (plain read of the file, same run): {b['read_ms_per_mb']} ms/MB, ratio {b['ratio_vs_read']}x")
+        out.append(
+            f"big log: {b['mb']} MB in {b['seconds']} s = {b['ms_per_mb']} ms/MB, peak {b['peak_mb']} MB allocated; "
+            f"baseline (plain read of the file, same run): {b['read_ms_per_mb']} ms/MB, ratio {b['ratio_vs_read']}x"
+        )
     if verbose and report.misses:
         out.append("\nmisses:")
         for o in report.misses:
-            out.append(f"  {o.file}: expected {o.expected} {json.dumps(o.expected_params)}, got {o.got} "
-                       f"{json.dumps(o.got_params)} ({o.playbook})")
+            out.append(
+                f"  {o.file}: expected {o.expected} {json.dumps(o.expected_params)}, got {o.got} "
+                f"{json.dumps(o.got_params)} ({o.playbook})"
+            )
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fr_agent.shell.bench_diagnose", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fr_agent.shell.bench_diagnose", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--big-mb", type=int, default=0, help="also time a synthetic log of this many MB")
     parser.add_argument("--json", action="store_true")

@@ -27,7 +27,7 @@ import secrets
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -36,12 +36,19 @@ import yaml
 from huggingface_hub import constants  # where analysis looks the benchmark's models up
 from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
 
+from fr_agent.agents.repair import Fix, RunState
 from fr_agent.core.config import Settings, load_settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import (
-    DiagnosisEvent, EvalEvent, Event, StageEvent, ToolCallEvent, VerificationEvent, last, of_kind,
+    DiagnosisEvent,
+    EvalEvent,
+    Event,
+    StageEvent,
+    ToolCallEvent,
+    VerificationEvent,
+    last,
+    of_kind,
 )
-from fr_agent.agents.repair import Fix, RunState
 from fr_agent.core.recipe import STAGES, OperatorPlan, PackagePin, Recipe, Scalar, Stage, normalize_name
 from fr_agent.core.request import RunRequest
 from fr_agent.core.types import Strict, first_error
@@ -55,21 +62,31 @@ Kind = Literal["install_dependency", "set_env_var", "patch_operator", "fix_serve
 # cheap mode CI uses), until every stage passed and the eval gate is next ("stages", the default), or on
 # through the eval gate and publish ("eval").
 Mode = Literal["stage", "stages", "eval"]
-UNTIL = {"stage": "until the broken stage passes again", "stages": "until every stage passes (eval gate next)",
-         "eval": "through the eval gate and publish"}
+UNTIL = {
+    "stage": "until the broken stage passes again",
+    "stages": "until every stage passes (eval gate next)",
+    "eval": "through the eval gate and publish",
+}
 TARGET_ATTEMPTS = 3
 # The eval agent sized for a benchmark: accuracy checks on a few prompts, no throughput measurement
 # (a CPU run of a 1.7M-parameter model says nothing about speed).
-BENCH_EVAL = {"prompts": 2, "max_new_tokens": 4, "topk_tokens": 4, "heldout_tokens": 32, "tasks_per_category": 1,
-              "concurrency": []}
+BENCH_EVAL = {
+    "prompts": 2,
+    "max_new_tokens": 4,
+    "topk_tokens": 4,
+    "heldout_tokens": 32,
+    "tasks_per_category": 1,
+    "concurrency": [],
+}
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SCENARIO_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,60}$")
 
 
-
 class ModelVariant(Strict):
-    remote_code_imports: list[str] = Field(default_factory=list, description="modules the model's own modeling "
-                                           "file imports (loaded with trust_remote_code)")
+    remote_code_imports: list[str] = Field(
+        default_factory=list,
+        description="modules the model's own modeling file imports (loaded with trust_remote_code)",
+    )
 
     @field_validator("remote_code_imports")
     @classmethod
@@ -107,8 +124,12 @@ class Perturbation(Strict):
             else:
                 engine_args[key] = value
         data = recipe.model_dump()
-        data.update(packages=[p.model_dump() for p in packages], removed=[*recipe.removed, *self.removed],
-                    env={**recipe.env, **self.env}, operators={**data["operators"], **self.operators})
+        data.update(
+            packages=[p.model_dump() for p in packages],
+            removed=[*recipe.removed, *self.removed],
+            env={**recipe.env, **self.env},
+            operators={**data["operators"], **self.operators},
+        )
         data["serve"]["engine_args"] = engine_args
         return Recipe.model_validate(data)
 
@@ -170,7 +191,11 @@ class Scenario(Strict):
 def load_scenarios(path: Path | None = None) -> list[Scenario]:
     where = str(path) if path else "packaged scenarios.yaml"
     try:
-        text = path.read_text() if path else resources.files("fr_agent.evals.repairbench").joinpath("scenarios.yaml").read_text()
+        text = (
+            path.read_text()
+            if path
+            else resources.files("fr_agent.evals.repairbench").joinpath("scenarios.yaml").read_text()
+        )
         raw = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as err:
         raise FrAgentError(f"cannot read {where}: {str(err).splitlines()[0]}") from None
@@ -197,8 +222,9 @@ class Validators(BaseModel):
     """What stands behind a pass. A pass with any of these False is an unvalidated pass."""
 
     stages: bool = Field(description="every stage passed its validator after the last fix (a stage event with its log)")
-    fixes_verified: bool = Field(description="every applied fix went through its tool's own verification, and "
-                                 "every kept one passed it")
+    fixes_verified: bool = Field(
+        description="every applied fix went through its tool's own verification, and every kept one passed it"
+    )
     verify_command: bool = Field(description="the scenario's verify command ran in the repaired sandbox and passed")
     eval_gate: bool | None = Field(description="with --eval: the eval gate ran and passed; None when stopped before it")
 
@@ -325,8 +351,15 @@ def run_verify(scenario: Scenario, sandbox: Sandbox, recipe: Recipe, settings: S
     if verify.python is not None:
         argv = [sandbox.python, "-c", verify.python]
     elif verify.serve_check:
-        argv = [*recipe.serve_argv(sandbox.python, recipe.model.path or recipe.model.name, 0,
-                                   probes_dir=str(Path(sandbox.probe("hf_server.py")).parent)), "--check"]
+        argv = [
+            *recipe.serve_argv(
+                sandbox.python,
+                recipe.model.path or recipe.model.name,
+                0,
+                probes_dir=str(Path(sandbox.probe("hf_server.py")).parent),
+            ),
+            "--check",
+        ]
     else:
         spec_path = Path(sandbox.workdir) / "repairbench-verify-ops.json"
         spec_path.write_text(json.dumps({**operator_spec(recipe), "ops": verify.op_check}))
@@ -353,12 +386,15 @@ def judge(scenario: Scenario, events: list[Event], state: RunState | None, mode:
     # the last verified fix (stages before a fix's re-run point keep their earlier pass, as the loop does).
     latest = {e.stage: e for e in stages}
     needed = [scenario.fails_at] if mode == "stage" else list(STAGES)
-    stages_ok = all(stage in latest and latest[stage].ok and latest[stage].log_path
-                    and Path(latest[stage].log_path).exists() for stage in needed)
+    stages_ok = all(
+        stage in latest and latest[stage].ok and latest[stage].log_path and Path(latest[stage].log_path).exists()
+        for stage in needed
+    )
     last_fix = max((i for i, e in enumerate(events) if isinstance(e, VerificationEvent) and e.ok), default=-1)
     if failed:
-        stages_ok = stages_ok and any(e.stage == failed[-1].stage and e.ok
-                                      for e in of_kind(events[last_fix + 1:], StageEvent))
+        stages_ok = stages_ok and any(
+            e.stage == failed[-1].stage and e.ok for e in of_kind(events[last_fix + 1 :], StageEvent)
+        )
     evaluated = last(events, EvalEvent)
     eval_gate = bool(evaluated and evaluated.gate_passed) if mode == "eval" else None
     if mode == "eval":  # the gate is what repair answers for; publish's card policy is reported, not judged
@@ -367,8 +403,12 @@ def judge(scenario: Scenario, events: list[Event], state: RunState | None, mode:
         passed = passed_stages >= set(STAGES)
     else:
         passed = scenario.fails_at in passed_stages
-    validators = Validators(stages=stages_ok, fixes_verified=every_applied_checked and kept_verified and bool(fixes),
-                            verify_command=bool(verify_ok), eval_gate=eval_gate)
+    validators = Validators(
+        stages=stages_ok,
+        fixes_verified=every_applied_checked and kept_verified and bool(fixes),
+        verify_command=bool(verify_ok),
+        eval_gate=eval_gate,
+    )
     if not stages:  # stopped before any stage (precheck, analysis): nothing was attempted
         outcome = "error"
     elif first is None:
@@ -380,7 +420,9 @@ def judge(scenario: Scenario, events: list[Event], state: RunState | None, mode:
     else:
         outcome = "repaired" if validators.all_ran() else "unvalidated_pass"
     return {
-        "outcome": outcome, "first_failure": first, "attempts": state.attempt if state else 0,
+        "outcome": outcome,
+        "first_failure": first,
+        "attempts": state.attempt if state else 0,
         "first_diagnosis": f"{diagnoses[0].category}/{diagnoses[0].playbook}" if diagnoses else None,
         "fixes": [{"tool": f.tool, "args": f.args} for f in fixes],
         "as_expected": all(any(x.matches(f) for f in fixes) for x in scenario.expect),
@@ -406,17 +448,22 @@ def run_scenario(scenario: Scenario, settings: Settings, mode: Mode, work_root: 
     work.mkdir(parents=True)
     model, catalog = prepare_model(scenario, work, settings)
     request = RunRequest(model=model, chip="cpu", engine="hf", catalog=catalog)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     stops = {"stage": ["run_stage", "evaluate"], "stages": ["evaluate"], "eval": []}[mode]
     state: RunState | None = None
     verify_ok, verify_detail, error = None, "", ""
     with Run.create(request, settings, run_id=f"repairbench-{scenario.id}-{stamp}-{secrets.token_hex(2)}") as run:
         try:
             analysed = run.drive(auto_approve=True, stop_before=["precheck"])
-            run.context.emit("note", message=f"repairbench: fault injected after analysis: {scenario.description}",
-                             scenario=scenario.id, perturbation=scenario.perturb.model_dump(exclude_defaults=True))
-            state = run.drive(auto_approve=True, stop_before=stops,
-                              update={"recipe": scenario.perturb.apply(analysed.recipe)})
+            run.context.emit(
+                "note",
+                message=f"repairbench: fault injected after analysis: {scenario.description}",
+                scenario=scenario.id,
+                perturbation=scenario.perturb.model_dump(exclude_defaults=True),
+            )
+            state = run.drive(
+                auto_approve=True, stop_before=stops, update={"recipe": scenario.perturb.apply(analysed.recipe)}
+            )
             while mode == "stage" and run.next and "evaluate" not in run.next and not stage_repaired(scenario, run):
                 state = run.drive(auto_approve=True, stop_before=stops)
             paused = bool(run.next)  # stopped by the bench, not finished by the loop
@@ -424,21 +471,34 @@ def run_scenario(scenario: Scenario, settings: Settings, mode: Mode, work_root: 
                 verify_ok, verify_detail = run_verify(scenario, run.context.sandbox, state.recipe, settings)
                 run.context.emit("note", message=f"repairbench verify: {verify_detail}", ok=verify_ok)
             if paused:
-                state = state.model_copy(update={"status": {"stage": "stage_repaired",
-                                                            "stages": "stages_passed"}.get(mode, "stopped")})
+                state = state.model_copy(
+                    update={"status": {"stage": "stage_repaired", "stages": "stages_passed"}.get(mode, "stopped")}
+                )
                 where = "the broken stage passed again" if mode == "stage" else "every stage passed"
-                run.context.emit("run_finished", state.attempt, status=state.status,
-                                 reason=f"repairbench: {where}; stopped there",
-                                 fixes=[f.model_dump() for f in state.fixes], passed=state.passed)
+                run.context.emit(
+                    "run_finished",
+                    state.attempt,
+                    status=state.status,
+                    reason=f"repairbench: {where}; stopped there",
+                    fixes=[f.model_dump() for f in state.fixes],
+                    passed=state.passed,
+                )
         except Exception as err:  # one broken scenario is reported, the others still run
             error = f"{type(err).__name__}: {err}"
             run.context.emit("run_finished", status="error", reason=error, fixes=[], passed=[])
     verdict = judge(scenario, run.events(), state, mode, verify_ok)
     if error:
         verdict["outcome"] = "error"
-    return ScenarioResult(id=scenario.id, kind=scenario.kind, run_id=run.id,
-                          run_status=state.status if state else "error", reason=error or (state.reason if state else ""),
-                          verify_detail=verify_detail, wall_s=round(time.monotonic() - started, 1), **verdict)
+    return ScenarioResult(
+        id=scenario.id,
+        kind=scenario.kind,
+        run_id=run.id,
+        run_status=state.status if state else "error",
+        reason=error or (state.reason if state else ""),
+        verify_detail=verify_detail,
+        wall_s=round(time.monotonic() - started, 1),
+        **verdict,
+    )
 
 
 def bench_settings(home: Path | None, config: Path | None, max_attempts: int) -> Settings:
@@ -450,9 +510,16 @@ def bench_settings(home: Path | None, config: Path | None, max_attempts: int) ->
     return settings.model_copy(update={"eval": eval_settings, "limits": limits})
 
 
-def run(only: list[str] | None = None, max_attempts: int = TARGET_ATTEMPTS, home: Path | None = None, *,
-        mode: Mode = "stages", config: Path | None = None, scenarios_file: Path | None = None,
-        on_result=None) -> Report:
+def run(
+    only: list[str] | None = None,
+    max_attempts: int = TARGET_ATTEMPTS,
+    home: Path | None = None,
+    *,
+    mode: Mode = "stages",
+    config: Path | None = None,
+    scenarios_file: Path | None = None,
+    on_result=None,
+) -> Report:
     if max_attempts < 1:
         raise FrAgentError("--attempts must be at least 1")
     scenarios = load_scenarios(scenarios_file)
@@ -478,7 +545,9 @@ def run(only: list[str] | None = None, max_attempts: int = TARGET_ATTEMPTS, home
 def fix_text(fix: dict) -> str:
     args = fix.get("args") or {}
     if fix["tool"] == "install_dependency":
-        text = f"{args.get('action', 'install')} {args.get('package')}" + (f"=={args['version']}" if args.get("version") else "")
+        text = f"{args.get('action', 'install')} {args.get('package')}" + (
+            f"=={args['version']}" if args.get("version") else ""
+        )
     elif fix["tool"] == "set_env_var":
         text = f"{args.get('name')}={args.get('value')}"
     elif fix["tool"] == "fix_serve_config":
@@ -491,35 +560,44 @@ def fix_text(fix: dict) -> str:
 def render_row(r: ScenarioResult) -> str:
     fixes = "; ".join(fix_text(f) for f in r.fixes) or "-"
     mark = "" if r.as_expected or r.outcome != "repaired" else " (unexpected fix)"
-    return (f"{r.id:36} {r.kind:19} {r.outcome:16} {r.attempts:>3}  {r.wall_s:>6.1f}s  {fixes}{mark}")
+    return f"{r.id:36} {r.kind:19} {r.outcome:16} {r.attempts:>3}  {r.wall_s:>6.1f}s  {fixes}{mark}"
 
 
 def render(report: Report) -> str:
-    lines = [f"repair benchmark: {report.scenarios} scenarios, hf engine, local sandbox, "
-             f"{UNTIL[report.mode]}, "
-             f"at most {report.max_attempts} attempts", "",
-             f"{'scenario':36} {'kind':19} {'outcome':16} {'att':>3}  {'wall':>7}  fixes (kept, verified)"]
+    lines = [
+        f"repair benchmark: {report.scenarios} scenarios, hf engine, local sandbox, "
+        f"{UNTIL[report.mode]}, "
+        f"at most {report.max_attempts} attempts",
+        "",
+        f"{'scenario':36} {'kind':19} {'outcome':16} {'att':>3}  {'wall':>7}  fixes (kept, verified)",
+    ]
     lines += [render_row(r) for r in report.results]
     kinds = sorted({r.kind for r in report.results})
     lines += ["", f"{'kind':19} {'scenarios':>9} {'repaired':>9}"]
     for kind in kinds:
         rows = [r for r in report.results if r.kind == kind]
         lines.append(f"{kind:19} {len(rows):>9} {sum(r.repaired_within_target for r in rows):>9}")
-    lines += ["",
-              f"repair rate (within {TARGET_ATTEMPTS} attempts): {report.repaired_within_3}/{report.scenarios} "
-              f"= {report.repair_rate:.1%}",
-              f"attempts per repaired scenario: {report.mean_attempts:.2f} (attempt 1 is the broken one)",
-              f"wall time: {report.wall_s:.0f}s total, {report.wall_s / max(1, report.scenarios):.0f}s per scenario",
-              f"unvalidated passes: {report.unvalidated_passes}"]
+    lines += [
+        "",
+        f"repair rate (within {TARGET_ATTEMPTS} attempts): {report.repaired_within_3}/{report.scenarios} "
+        f"= {report.repair_rate:.1%}",
+        f"attempts per repaired scenario: {report.mean_attempts:.2f} (attempt 1 is the broken one)",
+        f"wall time: {report.wall_s:.0f}s total, {report.wall_s / max(1, report.scenarios):.0f}s per scenario",
+        f"unvalidated passes: {report.unvalidated_passes}",
+    ]
     for r in report.results:
         if r.outcome == "unvalidated_pass":
             missing = [k for k, v in (r.validators.model_dump() if r.validators else {}).items() if v is False]
             lines.append(f"  ! {r.id}: passed, but these validators did not run or failed: {', '.join(missing)}")
         elif r.outcome not in ("repaired",):
-            lines.append(f"  - {r.id}: {r.outcome}: {r.reason or r.verify_detail}"
-                         + (f" (first failure: {r.first_failure}, {r.first_diagnosis})" if r.first_failure else ""))
+            lines.append(
+                f"  - {r.id}: {r.outcome}: {r.reason or r.verify_detail}"
+                + (f" (first failure: {r.first_failure}, {r.first_diagnosis})" if r.first_failure else "")
+            )
     if report.broken_scenarios:
-        lines.append(f"broken scenarios (the fault did not break the stage they name): {', '.join(report.broken_scenarios)}")
+        lines.append(
+            f"broken scenarios (the fault did not break the stage they name): {', '.join(report.broken_scenarios)}"
+        )
     return "\n".join(lines)
 
 
@@ -527,8 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fr_agent.evals.repairbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", help="scenario id (repeatable)")
     parser.add_argument("--attempts", type=int, default=TARGET_ATTEMPTS, help="max attempts per scenario")
-    parser.add_argument("--until", choices=list(UNTIL), default="stages",
-                        help="how far each scenario runs: " + "; ".join(f"{k}: {v}" for k, v in UNTIL.items()))
+    parser.add_argument(
+        "--until",
+        choices=list(UNTIL),
+        default="stages",
+        help="how far each scenario runs: " + "; ".join(f"{k}: {v}" for k, v in UNTIL.items()),
+    )
     parser.add_argument("--home", type=Path, help="FR_AGENT_HOME for the runs (default: the usual one)")
     parser.add_argument("--config", type=Path, help="settings YAML")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -539,8 +621,14 @@ def main(argv: list[str] | None = None) -> int:
             for s in load_scenarios():
                 print(f"{s.id:36} {s.kind:19} fails at {s.fails_at:9} {s.description}")
             return 0
-        report = run(args.only, args.attempts, args.home, mode=args.until, config=args.config,
-                     on_result=None if args.json else lambda r: print(render_row(r), flush=True))
+        report = run(
+            args.only,
+            args.attempts,
+            args.home,
+            mode=args.until,
+            config=args.config,
+            on_result=None if args.json else lambda r: print(render_row(r), flush=True),
+        )
     except FrAgentError as err:
         print(f"error: {err}")
         return 2

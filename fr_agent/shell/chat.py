@@ -31,8 +31,15 @@ class ChatSession:
     empty line, or JSON arguments after `e`) goes to the prompt; any other line is a hint for the planner.
     On a terminal, an answer typed while nothing waits for approval is dropped rather than kept for later."""
 
-    def __init__(self, stream: IO[str], say: Callable[[str], None], *, terminal: bool,
-                 prompt: Callable[[str], None] | None = None, runs_dir: Path | None = None):
+    def __init__(
+        self,
+        stream: IO[str],
+        say: Callable[[str], None],
+        *,
+        terminal: bool,
+        prompt: Callable[[str], None] | None = None,
+        runs_dir: Path | None = None,
+    ):
         self.stream, self.say, self.terminal, self.runs_dir = stream, say, terminal, runs_dir
         self.prompt = prompt or say
         self.answers: queue.Queue = queue.Queue()

@@ -25,13 +25,15 @@ def recorded_fixes(source: Run) -> tuple[list[RecipeChange], str]:
     if source.files.publish.joinpath("recipe.json").exists():
         recipe = Recipe.model_validate_json(source.files.publish.joinpath("recipe.json").read_text())
         return recipe.changes, "publish/recipe.json"
-    kept = [RecipeChange(tool=s.tool, args=s.args, summary=s.change)
-            for s in tool_call_history(source.events()) if s.kept]
+    kept = [
+        RecipeChange(tool=s.tool, args=s.args, summary=s.change) for s in tool_call_history(source.events()) if s.kept
+    ]
     return kept, "transcript (verified tool calls)"
 
 
-def replay_run(source: Run, settings: Settings, *, sandbox: str | None = None,
-               on_event: Callable[[Event], None] | None = None) -> Run:
+def replay_run(
+    source: Run, settings: Settings, *, sandbox: str | None = None, on_event: Callable[[Event], None] | None = None
+) -> Run:
     """Replay `source` to its end; the replay run is returned closed, ready to be summarized."""
     analysed = first(source.events(), AnalysisEvent)
     if analysed is None:
@@ -48,10 +50,13 @@ def compare(source: dict, replay: dict) -> dict:
     src_metrics = {m["name"]: m["migrated"] for m in (source["eval"] or {}).get("metrics", [])}
     rep_metrics = {m["name"]: m["migrated"] for m in (replay["eval"] or {}).get("metrics", [])}
     return {
-        "source": source["run_id"], "replay": replay["run_id"],
+        "source": source["run_id"],
+        "replay": replay["run_id"],
         "status": [source["status"], replay["status"]],
         "reproduced": source["status"] == replay["status"],
         "gate_passed": [(source["eval"] or {}).get("gate_passed"), (replay["eval"] or {}).get("gate_passed")],
-        "metrics": {name: [src_metrics.get(name), rep_metrics.get(name)] for name in dict.fromkeys([*src_metrics, *rep_metrics])},
+        "metrics": {
+            name: [src_metrics.get(name), rep_metrics.get(name)] for name in dict.fromkeys([*src_metrics, *rep_metrics])
+        },
         "replay_reason": replay["reason"],
     }

@@ -10,7 +10,7 @@ import secrets as random
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,17 @@ from fr_agent.core.catalog import load_catalog
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError, RunPaused
 from fr_agent.core.events import (
-    EvalEvent, Event, NoteEvent, PublishEvent, RunFinishedEvent, StageEvent, Transcript, VerificationEvent, last,
-    of_kind, read_events,
+    EvalEvent,
+    Event,
+    NoteEvent,
+    PublishEvent,
+    RunFinishedEvent,
+    StageEvent,
+    Transcript,
+    VerificationEvent,
+    last,
+    of_kind,
+    read_events,
 )
 from fr_agent.core.paths import REQUEST, RunFiles
 from fr_agent.core.request import RunRequest
@@ -43,7 +52,7 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 
 def new_run_id(request: RunRequest) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(request.model).name).strip("-").lower()[:40]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{slug}-{request.chip}-{random.token_hex(2)}"
 
 
@@ -101,8 +110,9 @@ class Run:
     # --- where runs come from ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, request: RunRequest, settings: Settings, *, run_id: str | None = None,
-               replay: Replay | None = None) -> Run:
+    def create(
+        cls, request: RunRequest, settings: Settings, *, run_id: str | None = None, replay: Replay | None = None
+    ) -> Run:
         """A new run's folder with its request; everything that can be refused is refused before it exists."""
         load_catalog(request.catalog).chip(request.chip)  # an unknown chip fails before anything is written
         check_planner(request.planner, settings)
@@ -155,13 +165,26 @@ class Run:
             "model": self.request.model,
             "chip": self.request.chip,
             "status": finished.status if finished else ("paused" if paused else "unfinished"),
-            "reason": finished.reason if finished else (paused.reason if paused else
-                                                        "run did not finish (resume it with `fr-agent resume`)"),
+            "reason": finished.reason
+            if finished
+            else (paused.reason if paused else "run did not finish (resume it with `fr-agent resume`)"),
             "attempts": max((e.attempt for e in events), default=0),
-            "stages": [{"attempt": e.attempt, "stage": e.stage, "ok": e.ok, "detail": e.detail,
-                        "duration_s": e.duration_s, "log_path": e.log_path} for e in of_kind(events, StageEvent)],
-            "fixes": [{"tool": e.tool, "args": e.args, "attempt": e.attempt, "detail": e.detail, "verified": True}
-                      for e in of_kind(events, VerificationEvent) if e.ok],
+            "stages": [
+                {
+                    "attempt": e.attempt,
+                    "stage": e.stage,
+                    "ok": e.ok,
+                    "detail": e.detail,
+                    "duration_s": e.duration_s,
+                    "log_path": e.log_path,
+                }
+                for e in of_kind(events, StageEvent)
+            ],
+            "fixes": [
+                {"tool": e.tool, "args": e.args, "attempt": e.attempt, "detail": e.detail, "verified": True}
+                for e in of_kind(events, VerificationEvent)
+                if e.ok
+            ],
             "eval": evaluated.summary() if evaluated else None,
             "publish_dir": published.out_dir if published else None,
             "transcript": str(self.files.transcript),
@@ -176,9 +199,14 @@ class Run:
             raise FrAgentError(f"run {self.id} has no eval: it stopped before the eval agent ran")
         report = EvalReport.model_validate_json(self.files.eval_json.read_text())
         chip = load_catalog(self.request.catalog).chips.get(state.recipe.chip)
-        return render_release(state.recipe, report, self.files.publish, run_id=self.id,
-                              chip_description=chip.description if chip else "",
-                              license=license or (state.analysis.license if state.analysis else None) or "apache-2.0")
+        return render_release(
+            state.recipe,
+            report,
+            self.files.publish,
+            run_id=self.id,
+            chip_description=chip.description if chip else "",
+            license=license or (state.analysis.license if state.analysis else None) or "apache-2.0",
+        )
 
     def record(self, kind: str, **fields) -> None:
         """Append one event to the transcript of a run that is not being driven (e.g. a later publish)."""
@@ -193,9 +221,15 @@ class Run:
 
     # --- driving ----------------------------------------------------------------------------------
 
-    def drive(self, *, auto_approve: bool, approver: Approver | None = None,
-              on_event: Callable[[Any], None] | None = None, stop_before: Sequence[str] = (),
-              update: dict | None = None) -> RunState:
+    def drive(
+        self,
+        *,
+        auto_approve: bool,
+        approver: Approver | None = None,
+        on_event: Callable[[Any], None] | None = None,
+        stop_before: Sequence[str] = (),
+        update: dict | None = None,
+    ) -> RunState:
         """Run the graph until it ends or reaches a node in `stop_before` (then `self.next` names it),
         answering approval interrupts through `approver`. `update` changes the state before going on
         (the repair bench injects its fault so). Bad input found mid-run ends the transcript."""
@@ -260,12 +294,22 @@ class Run:
         chip = catalog.chip(self.request.chip)
         planner = make_planner(self.request.planner, self.settings, self.files.root)
         transcript = Transcript(self.files.transcript, self.id)
-        self._context = RunContext(files=self.files, settings=self.settings, catalog=catalog,
-                                   sandbox=self._sandbox(chip), planner=planner, transcript=transcript,
-                                   auto_approve=auto_approve)
+        self._context = RunContext(
+            files=self.files,
+            settings=self.settings,
+            catalog=catalog,
+            sandbox=self._sandbox(chip),
+            planner=planner,
+            transcript=transcript,
+            auto_approve=auto_approve,
+        )
         if self._started_here:
-            transcript.emit("run_started", request=self.request.model_dump(), run_dir=str(self.files.root),
-                            **({"replay_of": self.replay.source} if self.replay else {}))
+            transcript.emit(
+                "run_started",
+                request=self.request.model_dump(),
+                run_dir=str(self.files.root),
+                **({"replay_of": self.replay.source} if self.replay else {}),
+            )
         else:
             passed = [e.stage for e in of_kind(self.events(), StageEvent) if e.ok]
             transcript.emit("note", message="resumed", passed_before=passed)
@@ -277,8 +321,16 @@ class Run:
         settings, root = self.settings, self.files.sandbox
         common = {"output_cap": settings.sandbox.output_cap_bytes, "find_links": settings.sandbox.find_links}
         if self.request.sandbox == "docker":
-            return DockerSandbox(root, self.id, chip, settings.cache_dir, settings.hf_home,
-                                 settings=settings.sandbox.docker, home=settings.home, **common)
+            return DockerSandbox(
+                root,
+                self.id,
+                chip,
+                settings.cache_dir,
+                settings.hf_home,
+                settings=settings.sandbox.docker,
+                home=settings.home,
+                **common,
+            )
         kind = HostSandbox if self.request.sandbox == "host" else LocalSandbox
         return kind(root, settings.cache_dir, settings.hf_home, **common)
 

@@ -45,7 +45,7 @@ def python_version(want):
 def package_index(url, find_links):
     wheels = [d for d in find_links if os.path.isdir(d) and glob.glob(os.path.join(d, "*.whl"))]
     error = fetch(url)
-    detail = (f"{url} reachable" if error is None else f"{url} unreachable ({error})")
+    detail = f"{url} reachable" if error is None else f"{url} unreachable ({error})"
     if wheels:
         detail += f"; wheel dirs mounted: {', '.join(wheels)}"
     return check("package index", error is None or bool(wheels), detail)
@@ -62,49 +62,80 @@ def os_package_sources():
         uris += [u for line in re.findall(r"^\s*URIs:\s*(.+)$", text, re.M) for u in line.split()]
     for path in sorted(glob.glob("/etc/yum.repos.d/*.repo")):
         text = Path(path).read_text(errors="replace")
-        uris += [u.replace("$basearch", os.uname().machine) for u in re.findall(r"^\s*baseurl\s*=\s*(\S+)", text, re.M)
-                 if "$releasever" not in u]
+        uris += [
+            u.replace("$basearch", os.uname().machine)
+            for u in re.findall(r"^\s*baseurl\s*=\s*(\S+)", text, re.M)
+            if "$releasever" not in u
+        ]
     manager = next((m for m in ("apt-get", "dnf", "yum", "apk") if shutil.which(m)), None)
     if not uris:
-        return check("os packages", False, f"no package sources configured (package manager: {manager or 'none'})",
-                     required=False)
+        return check(
+            "os packages",
+            False,
+            f"no package sources configured (package manager: {manager or 'none'})",
+            required=False,
+        )
     error = fetch(uris[0])
-    return check("os packages", error is None, f"{manager or 'no package manager'}; {uris[0]} "
-                 + ("reachable" if error is None else f"unreachable ({error})"), required=False)
+    return check(
+        "os packages",
+        error is None,
+        f"{manager or 'no package manager'}; {uris[0]} " + ("reachable" if error is None else f"unreachable ({error})"),
+        required=False,
+    )
 
 
 def cxx_compiler(required):
     """torch.compile's CPU backend (Inductor) builds C++; GPU backends only need C (Triton)."""
     cxx = shutil.which("g++") or shutil.which("c++")
-    return check("c++ compiler", cxx is not None, f"C++ compiler {cxx}" if cxx else
-                 "no C++ compiler (g++) on PATH: torch.compile on CPU cannot build kernels", required=required)
+    return check(
+        "c++ compiler",
+        cxx is not None,
+        f"C++ compiler {cxx}" if cxx else "no C++ compiler (g++) on PATH: torch.compile on CPU cannot build kernels",
+        required=required,
+    )
 
 
 def compiler_and_headers():
     compiler = shutil.which("cc") or shutil.which("gcc")
     include = sysconfig.get_paths()["include"]
     if compiler is None:
-        return [check("compiler", False, "no C compiler on PATH: torch.compile / Triton cannot build kernels"),
-                check("python headers", os.path.exists(os.path.join(include, "Python.h")),
-                      f"Python.h in {include}" if os.path.exists(os.path.join(include, "Python.h"))
-                      else f"no Python.h in {include}")]
+        return [
+            check("compiler", False, "no C compiler on PATH: torch.compile / Triton cannot build kernels"),
+            check(
+                "python headers",
+                os.path.exists(os.path.join(include, "Python.h")),
+                f"Python.h in {include}"
+                if os.path.exists(os.path.join(include, "Python.h"))
+                else f"no Python.h in {include}",
+            ),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "probe.c")
         Path(source).write_text("#include <Python.h>\nint main(void) { return Py_IsInitialized(); }\n")
         built = subprocess.run([compiler, "-fsyntax-only", f"-I{include}", source], capture_output=True, text=True)
     headers_ok = built.returncode == 0
     first_error = (built.stderr.strip().splitlines() or ["?"])[0][:200]
-    return [check("compiler", True, f"C compiler {compiler}"),
-            check("python headers", headers_ok, f"Python.h in {include} compiles" if headers_ok
-                  else f"cannot compile against Python.h ({first_error}): install the python dev headers")]
+    return [
+        check("compiler", True, f"C compiler {compiler}"),
+        check(
+            "python headers",
+            headers_ok,
+            f"Python.h in {include} compiles"
+            if headers_ok
+            else f"cannot compile against Python.h ({first_error}): install the python dev headers",
+        ),
+    ]
 
 
 def device_nodes(patterns):
     if not patterns:
         return check("device nodes", True, "none needed")
     found = sorted({n for p in patterns for n in glob.glob(p)})
-    return check("device nodes", bool(found), f"{', '.join(found[:6])}" if found
-                 else f"none of {' '.join(patterns)} inside the container")
+    return check(
+        "device nodes",
+        bool(found),
+        f"{', '.join(found[:6])}" if found else f"none of {' '.join(patterns)} inside the container",
+    )
 
 
 def disk(path, needed_gb):
@@ -122,11 +153,16 @@ def shm(min_gb):
 
 def main(spec_path):
     spec = json.loads(Path(spec_path).read_text())
-    checks = [python_version(spec.get("python", "3.11")),
-              package_index(spec.get("index_url", "https://pypi.org/simple/pip/"), spec.get("find_links", [])),
-              os_package_sources(), *compiler_and_headers(), cxx_compiler(bool(spec.get("cxx_required"))),
-              device_nodes(spec.get("device_nodes", [])),
-              disk(spec.get("disk_path", "/"), float(spec.get("disk_gb", 8))), shm(float(spec.get("shm_gb", 0.25)))]
+    checks = [
+        python_version(spec.get("python", "3.11")),
+        package_index(spec.get("index_url", "https://pypi.org/simple/pip/"), spec.get("find_links", [])),
+        os_package_sources(),
+        *compiler_and_headers(),
+        cxx_compiler(bool(spec.get("cxx_required"))),
+        device_nodes(spec.get("device_nodes", [])),
+        disk(spec.get("disk_path", "/"), float(spec.get("disk_gb", 8))),
+        shm(float(spec.get("shm_gb", 0.25))),
+    ]
     print(json.dumps({"ok": all(c["ok"] for c in checks if c["required"]), "checks": checks}))
     return 0
 

@@ -12,8 +12,13 @@ import traceback
 def main(device: str, dtype_name: str, visible_env: str | None) -> int:
     import torch
 
-    report = {"ok": False, "device": device, "dtype": dtype_name, "torch": torch.__version__,
-              "visible_devices": os.environ.get(visible_env) if visible_env else None}
+    report = {
+        "ok": False,
+        "device": device,
+        "dtype": dtype_name,
+        "torch": torch.__version__,
+        "visible_devices": os.environ.get(visible_env) if visible_env else None,
+    }
     try:
         backend = getattr(torch, device, None) if device != "cpu" else None
         if device != "cpu":

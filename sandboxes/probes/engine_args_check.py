@@ -35,8 +35,11 @@ def main(entrypoint: str, serve_args: list[str]) -> int:
         args = parser.parse_args(serve_args)
         cli_args.validate_parsed_serve_args(args)
         engine_args = AsyncEngineArgs.from_cli_args(args)
-        report["engine_args"] = {k: str(v) for k, v in vars(engine_args).items()
-                                 if k in ("model", "dtype", "max_model_len", "gpu_memory_utilization", "enforce_eager")}
+        report["engine_args"] = {
+            k: str(v)
+            for k, v in vars(engine_args).items()
+            if k in ("model", "dtype", "max_model_len", "gpu_memory_utilization", "enforce_eager")
+        }
         report["ok"] = True
     except SystemExit as err:  # argparse reports bad values by exiting
         report["error"] = f"argument parser rejected the args (exit {err.code})"
@@ -49,4 +52,4 @@ def main(entrypoint: str, serve_args: list[str]) -> int:
 
 if __name__ == "__main__":
     sep = sys.argv.index("--")
-    sys.exit(main(sys.argv[1], sys.argv[sep + 1:]))
+    sys.exit(main(sys.argv[1], sys.argv[sep + 1 :]))

@@ -32,13 +32,19 @@ class Engine:
         self.name = args.served_model_name or args.model
         self.max_len = args.max_model_len
         self.tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            args.model, dtype=getattr(torch, args.dtype), trust_remote_code=args.trust_remote_code).to(args.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(
+                args.model, dtype=getattr(torch, args.dtype), trust_remote_code=args.trust_remote_code
+            )
+            .to(args.device)
+            .eval()
+        )
         self.lock = threading.Lock()
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if self.max_len and limit and self.max_len > limit:
-            raise ValueError(f"max_model_len ({self.max_len}) is greater than the model's max_position_embeddings "
-                             f"({limit})")
+            raise ValueError(
+                f"max_model_len ({self.max_len}) is greater than the model's max_position_embeddings ({limit})"
+            )
         self.max_len = self.max_len or limit or 2048
 
     def encode(self, prompt) -> list[int]:
@@ -62,40 +68,61 @@ class Engine:
         for rank, (value, index) in enumerate(zip(values.tolist(), indices.tolist()), start=1):
             out[str(index)] = {"logprob": value, "rank": rank, "decoded_token": self.tokenizer.decode([index])}
         if str(token) not in out:
-            out[str(token)] = {"logprob": row[token].item(), "rank": int((row > row[token]).sum().item()) + 1,
-                               "decoded_token": self.tokenizer.decode([token])}
+            out[str(token)] = {
+                "logprob": row[token].item(),
+                "rank": int((row > row[token]).sum().item()) + 1,
+                "decoded_token": self.tokenizer.decode([token]),
+            }
         return out
 
     def complete(self, body: dict) -> dict:
         ids = self.encode(body.get("prompt", ""))
         max_tokens = int(body.get("max_tokens") or 16)
         if len(ids) + max_tokens > self.max_len:
-            raise ValueError(f"This model's maximum context length is {self.max_len} tokens. However, you requested "
-                             f"{len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} in the completion).")
+            raise ValueError(
+                f"This model's maximum context length is {self.max_len} tokens. However, you requested "
+                f"{len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} in the completion)."
+            )
         temperature = float(body.get("temperature", 1.0) or 0.0)
         min_tokens = max_tokens if body.get("ignore_eos") else int(body.get("min_tokens") or 0)
         with self.lock:
-            generated, chosen_logprobs, top = self.generate(ids, max_tokens, min_tokens, temperature,
-                                                           body.get("logprobs"), body.get("seed"))
+            generated, chosen_logprobs, top = self.generate(
+                ids, max_tokens, min_tokens, temperature, body.get("logprobs"), body.get("seed")
+            )
             prompt_logprobs = None
             if body.get("prompt_logprobs") is not None:
                 rows = self.logprobs(ids)
                 k = int(body["prompt_logprobs"])
                 prompt_logprobs = [None] + [self.entry(rows[i - 1], ids[i], k) for i in range(1, len(ids))]
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
-        choice = {"index": 0, "text": (self.tokenizer.decode(ids) if body.get("echo") else "") + text,
-                  "finish_reason": "length" if len(generated) >= max_tokens else "stop",
-                  "logprobs": None, "prompt_logprobs": prompt_logprobs}
+        choice = {
+            "index": 0,
+            "text": (self.tokenizer.decode(ids) if body.get("echo") else "") + text,
+            "finish_reason": "length" if len(generated) >= max_tokens else "stop",
+            "logprobs": None,
+            "prompt_logprobs": prompt_logprobs,
+        }
         if body.get("return_token_ids"):
             choice["token_ids"] = generated
             choice["prompt_token_ids"] = ids
         if body.get("logprobs") is not None:
-            choice["logprobs"] = {"tokens": [self.tokenizer.decode([t]) for t in generated],
-                                  "token_logprobs": chosen_logprobs, "top_logprobs": top}
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": self.name, "choices": [choice],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
-                          "total_tokens": len(ids) + len(generated)}}
+            choice["logprobs"] = {
+                "tokens": [self.tokenizer.decode([t]) for t in generated],
+                "token_logprobs": chosen_logprobs,
+                "top_logprobs": top,
+            }
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": len(ids),
+                "completion_tokens": len(generated),
+                "total_tokens": len(ids) + len(generated),
+            },
+        }
 
     def generate(self, ids: list[int], max_tokens: int, min_tokens: int, temperature: float, logprobs, seed):
         torch = self.torch
@@ -119,13 +146,18 @@ class Engine:
                     token = int(row.argmax().item())
                 chosen.append(row[token].item())
                 if logprobs is not None:
-                    top.append({self.tokenizer.decode([int(i)]): v for v, i in zip(*row.topk(max(1, int(logprobs))))
-                                for v, i in [(v.item(), i.item())]})
+                    top.append(
+                        {
+                            self.tokenizer.decode([int(i)]): v
+                            for v, i in zip(*row.topk(max(1, int(logprobs))))
+                            for v, i in [(v.item(), i.item())]
+                        }
+                    )
                 tokens.append(token)
                 if token == eos and step + 1 >= min_tokens:
                     break
                 step_input = torch.tensor([[token]], device=self.device)
-        return tokens[len(ids):], chosen, top
+        return tokens[len(ids) :], chosen, top
 
     def chat(self, body: dict) -> dict:
         messages = body.get("messages") or []
@@ -135,10 +167,20 @@ class Engine:
             prompt = "".join(f"{m.get('role')}: {m.get('content')}\n" for m in messages) + "assistant:"
         result = self.complete({**body, "prompt": prompt, "logprobs": None, "echo": False})
         choice = result["choices"][0]
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": result["created"],
-                "model": self.name, "usage": result["usage"],
-                "choices": [{"index": 0, "finish_reason": choice["finish_reason"],
-                             "message": {"role": "assistant", "content": choice["text"]}}]}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": result["created"],
+            "model": self.name,
+            "usage": result["usage"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": choice["finish_reason"],
+                    "message": {"role": "assistant", "content": choice["text"]},
+                }
+            ],
+        }
 
 
 def make_handler(engine: Engine):
@@ -146,8 +188,9 @@ def make_handler(engine: Engine):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, fmt, *args):  # one access line per request, like vLLM's
-            print(f"INFO: {self.address_string()} - \"{self.requestline}\" {args[1] if len(args) > 1 else ''}",
-                  flush=True)
+            print(
+                f'INFO: {self.address_string()} - "{self.requestline}" {args[1] if len(args) > 1 else ""}', flush=True
+            )
 
         def reply(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -161,8 +204,20 @@ def make_handler(engine: Engine):
             if self.path == "/health":
                 self.reply(200, {"status": "ok"})
             elif self.path == "/v1/models":
-                self.reply(200, {"object": "list", "data": [{"id": engine.name, "object": "model",
-                                                             "max_model_len": engine.max_len, "owned_by": "fr-agent"}]})
+                self.reply(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": engine.name,
+                                "object": "model",
+                                "max_model_len": engine.max_len,
+                                "owned_by": "fr-agent",
+                            }
+                        ],
+                    },
+                )
             else:
                 self.reply(404, {"error": {"message": f"no route {self.path}", "type": "NotFound"}})
 
@@ -193,8 +248,9 @@ def check_args(args: argparse.Namespace) -> int:
         config = AutoConfig.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
         limit = getattr(config, "max_position_embeddings", None)
         if args.max_model_len and limit and args.max_model_len > limit:
-            raise ValueError(f"max_model_len ({args.max_model_len}) is greater than the model's "
-                             f"max_position_embeddings ({limit})")
+            raise ValueError(
+                f"max_model_len ({args.max_model_len}) is greater than the model's max_position_embeddings ({limit})"
+            )
         report["ok"] = True
     except Exception as err:
         traceback.print_exc()
@@ -226,10 +282,17 @@ def main() -> int:
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--operators", default=None, help="operator plan (JSON): FlagGems / Triton kernels applied "
-                        "to the loaded model through kernels/registry.py")
-    parser.add_argument("--check", action="store_true", help="validate the args against the model config, print a "
-                        "JSON verdict and exit (what fix_serve_config verifies with)")
+    parser.add_argument(
+        "--operators",
+        default=None,
+        help="operator plan (JSON): FlagGems / Triton kernels applied to the loaded model through kernels/registry.py",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the args against the model config, print a "
+        "JSON verdict and exit (what fix_serve_config verifies with)",
+    )
     args = parser.parse_args()
     if args.check:
         return check_args(args)
@@ -239,8 +302,10 @@ def main() -> int:
     if args.operators:
         print(f"INFO: operators: {apply_operators(json.loads(args.operators), engine.model)}", flush=True)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(engine))
-    print(f"INFO: model loaded in {time.monotonic() - started:.1f}s; serving on http://{args.host}:{args.port}",
-          flush=True)
+    print(
+        f"INFO: model loaded in {time.monotonic() - started:.1f}s; serving on http://{args.host}:{args.port}",
+        flush=True,
+    )
     server.serve_forever()
     return 0
 

@@ -133,8 +133,7 @@ def _log(msg: str) -> None:
 def _dtype_name(name) -> str:
     """Canonical dtype name (stdlib only); ValueError if unsupported."""
     name = str(name).replace("torch.", "")
-    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16",
-               "fp32": "float32", "float": "float32"}
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
     name = aliases.get(name, name)
     if name not in TOLERANCES:
         raise ValueError(f"unsupported dtype {name!r}; expected one of {sorted(TOLERANCES)}")
@@ -150,8 +149,10 @@ def _dtype(torch, name):
 # Ops: inputs, plain torch implementation, float64 reference.
 # --------------------------------------------------------------------------
 
+
 def _rotate_half(x):
     import torch
+
     h = x.shape[-1] // 2
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
@@ -166,6 +167,7 @@ def _rope_torch(q, k, cos, sin):
 def _rms_norm_torch(x, w, eps=RMS_EPS):
     import torch
     import torch.nn.functional as F
+
     if hasattr(F, "rms_norm"):
         return F.rms_norm(x, (x.shape[-1],), w, eps)
     xf = x.float()
@@ -175,6 +177,7 @@ def _rms_norm_torch(x, w, eps=RMS_EPS):
 
 def _silu_and_mul_torch(x):
     import torch.nn.functional as F
+
     d = x.shape[-1] // 2
     return F.silu(x[..., :d]) * x[..., d:]
 
@@ -209,6 +212,7 @@ def _make_inputs(torch, op: str):
 def _torch_impl(op: str):
     import torch
     import torch.nn.functional as F
+
     return {
         "rms_norm": _rms_norm_torch,
         "silu_and_mul": _silu_and_mul_torch,
@@ -224,6 +228,7 @@ def _reference64(op: str, args):
     """The op in float64 on the CPU (args already float64 CPU tensors)."""
     import torch
     import torch.nn.functional as F
+
     if op == "rms_norm":
         x, w = args
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS) * w
@@ -249,6 +254,7 @@ def _reference64(op: str, args):
 # --------------------------------------------------------------------------
 # Implementation selection.
 # --------------------------------------------------------------------------
+
 
 def _load_module(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(name, str(path))
@@ -290,6 +296,7 @@ def _kernel_impl(op: str, kernels_dir: Path, table: dict[str, str]):
 
 def _flaggems_context(disabled: list[str], include: list[str] | None = None):
     import flag_gems  # ImportError (or anything else) -> the op's record is an error
+
     if include is not None:  # the plan names the FlagGems functions to register (only_enable)
         chosen = [op for op in include if op not in disabled]
         # use_gems(include=[]) would fall through to enable(): everything. None chosen = none registered.
@@ -305,12 +312,14 @@ def _flaggems_context(disabled: list[str], include: list[str] | None = None):
 # Checking.
 # --------------------------------------------------------------------------
 
+
 def _as_tuple(out):
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def _check_one(torch, op: str, spec: dict, dtype, dtype_name: str, device: str,
-               kernels_dir: Path | None, table: dict[str, str]) -> dict:
+def _check_one(
+    torch, op: str, spec: dict, dtype, dtype_name: str, device: str, kernels_dir: Path | None, table: dict[str, str]
+) -> dict:
     if op not in KNOWN_OPS:
         raise ValueError(f"unknown op {op!r}; known ops: {KNOWN_OPS}")
     backend = spec["backend"]
@@ -381,8 +390,9 @@ def _check_one(torch, op: str, spec: dict, dtype, dtype_name: str, device: str,
         record["status"] = "nonfinite"
     elif mismatch:
         record["status"] = "mismatch"
-        record["error"] = (f"max_abs_err {max_err:.3g} outside tolerance "
-                           f"(rtol={rtol:g}, atol={atol:g}, dtype={dtype_name})")
+        record["error"] = (
+            f"max_abs_err {max_err:.3g} outside tolerance (rtol={rtol:g}, atol={atol:g}, dtype={dtype_name})"
+        )
     else:
         record["status"] = "pass"
     return record
@@ -439,6 +449,7 @@ def _resolve_kernels_dir(spec: dict) -> Path | None:
 # parent can tell which op killed the process (SIGILL, SIGSEGV, abort ...).
 # --------------------------------------------------------------------------
 
+
 def _worker(spec_path: str, journal_path: str, ops: list[str]) -> int:
     os.dup2(2, 1)  # nothing from the ops may reach the parent's stdout
     journal = open(journal_path, "a", encoding="utf-8")
@@ -450,6 +461,7 @@ def _worker(spec_path: str, journal_path: str, ops: list[str]) -> int:
     spec = _load_spec(spec_path)
     try:
         import torch
+
         dtype, dtype_name = _dtype(torch, spec["dtype"])
         dev_type = spec["device"].split(":", 1)[0]
         if dev_type in _DEVICE_PLUGINS:
@@ -463,9 +475,11 @@ def _worker(spec_path: str, journal_path: str, ops: list[str]) -> int:
     kernels_dir = _resolve_kernels_dir(spec)
     table = _kernel_table(kernels_dir) if spec["backend"] == "kernels" or spec["kernels"] else {}
     note({"event": "kernels", "ops": sorted(table)})
-    _log(f"device={spec['device']} dtype={dtype_name} backend={spec['backend']} "
-         f"kernels_dir={kernels_dir} kernels={sorted(table)} "
-         f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}")
+    _log(
+        f"device={spec['device']} dtype={dtype_name} backend={spec['backend']} "
+        f"kernels_dir={kernels_dir} kernels={sorted(table)} "
+        f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}"
+    )
     for op in ops:
         note({"event": "start", "op": op})
         try:
@@ -473,10 +487,16 @@ def _worker(spec_path: str, journal_path: str, ops: list[str]) -> int:
         except Exception as e:
             _log(f"op {op} raised; traceback follows")
             traceback.print_exc(file=sys.stderr)
-            rec = {"status": "error", "impl": _impl_label(op, spec, table),
-                   "max_abs_err": None, "error": f"{type(e).__name__}: {e}"}
-        _log(f"op {op}: {rec['status']} impl={rec['impl']} max_abs_err={rec['max_abs_err']}"
-             + (f" error={rec['error']}" if rec["error"] else ""))
+            rec = {
+                "status": "error",
+                "impl": _impl_label(op, spec, table),
+                "max_abs_err": None,
+                "error": f"{type(e).__name__}: {e}",
+            }
+        _log(
+            f"op {op}: {rec['status']} impl={rec['impl']} max_abs_err={rec['max_abs_err']}"
+            + (f" error={rec['error']}" if rec["error"] else "")
+        )
         note({"event": "done", "op": op, "record": rec})
     return 0
 
@@ -501,15 +521,15 @@ def main(argv: list[str]) -> int:
 
     if len(argv) != 2:
         _log("usage: python op_check.py SPEC_JSON_PATH")
-        emit({"ok": False, "device": None, "dtype": None, "ops": {},
-              "error": "usage: python op_check.py SPEC_JSON_PATH"})
+        emit(
+            {"ok": False, "device": None, "dtype": None, "ops": {}, "error": "usage: python op_check.py SPEC_JSON_PATH"}
+        )
         return 1
     try:
         spec = _load_spec(argv[1])
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
-        emit({"ok": False, "device": None, "dtype": None, "ops": {},
-              "error": f"bad spec: {type(e).__name__}: {e}"})
+        emit({"ok": False, "device": None, "dtype": None, "ops": {}, "error": f"bad spec: {type(e).__name__}: {e}"})
         return 1
     try:
         dtype_label = _dtype_name(spec["dtype"])
@@ -526,8 +546,14 @@ def main(argv: list[str]) -> int:
     try:
         while remaining:
             open(journal_path, "w").close()
-            cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-                   os.path.abspath(argv[1]), journal_path, json.dumps(remaining)]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                os.path.abspath(argv[1]),
+                journal_path,
+                json.dumps(remaining),
+            ]
             rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()).returncode
             started, setup_error, progress = None, None, 0
             with open(journal_path, encoding="utf-8") as f:
@@ -552,16 +578,24 @@ def main(argv: list[str]) -> int:
             if started is not None:
                 msg = f"op_check worker {_describe_exit(rc)} while running op {started!r}"
                 _log(msg)
-                results[started] = {"status": "error", "impl": _impl_label(started, spec, table),
-                                    "max_abs_err": None, "error": msg}
+                results[started] = {
+                    "status": "error",
+                    "impl": _impl_label(started, spec, table),
+                    "max_abs_err": None,
+                    "error": msg,
+                }
                 remaining.remove(started)
             elif setup_error is not None or progress == 0:
                 # Failed before running any op: retrying would fail the same way.
                 msg = setup_error or f"op_check worker {_describe_exit(rc)} before running any op"
                 _log(msg)
                 for op in remaining:
-                    results[op] = {"status": "error", "impl": _impl_label(op, spec, table),
-                                   "max_abs_err": None, "error": msg}
+                    results[op] = {
+                        "status": "error",
+                        "impl": _impl_label(op, spec, table),
+                        "max_abs_err": None,
+                        "error": msg,
+                    }
                 break
             # else: died between ops; go again with the rest.
     finally:
@@ -581,8 +615,10 @@ def main(argv: list[str]) -> int:
         if rec["status"] == "error":
             print(f"op_check: {op} failed: {err} (impl={rec['impl']})", file=sys.stderr)
         else:
-            print(f"op_check: {op} {rec['status']}: {err} (impl={rec['impl']}, "
-                  f"max_abs_err={rec['max_abs_err']})", file=sys.stderr)
+            print(
+                f"op_check: {op} {rec['status']}: {err} (impl={rec['impl']}, max_abs_err={rec['max_abs_err']})",
+                file=sys.stderr,
+            )
     sys.stderr.flush()
     emit({"ok": ok, "device": spec["device"], "dtype": dtype_label, "ops": ops_result})
     return 0 if ok else 1

@@ -91,8 +91,11 @@ def profile(torch, model, ids, iters: int) -> dict:
         device_us = getattr(event, "device_time_total", None)
         if device_us is None:
             device_us = getattr(event, "cuda_time_total", 0.0)
-        table[event.key] = {"calls": event.count / iters, "cpu_us": event.cpu_time_total / iters,
-                            "device_us": float(device_us) / iters}
+        table[event.key] = {
+            "calls": event.count / iters,
+            "cpu_us": event.cpu_time_total / iters,
+            "device_us": float(device_us) / iters,
+        }
     return table
 
 
@@ -127,8 +130,9 @@ def load_model(spec: dict):
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=getattr(torch, spec["dtype"]),
-                                                 trust_remote_code=bool(spec.get("trust_remote_code")))
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model"], dtype=getattr(torch, spec["dtype"]), trust_remote_code=bool(spec.get("trust_remote_code"))
+    )
     return model.to(spec["device"]).eval()
 
 

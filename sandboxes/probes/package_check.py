@@ -47,7 +47,7 @@ def modules_from_files(paths) -> list[str]:
     names = module_names(paths)
 
     def walk(prefix: str) -> list[str]:
-        children = sorted({name[len(prefix):].split(".")[0] for name in names if name.startswith(prefix)})
+        children = sorted({name[len(prefix) :].split(".")[0] for name in names if name.startswith(prefix)})
         found = []
         for child in children:
             if child.startswith("_") or (not prefix and child in NOT_MODULES):
@@ -100,7 +100,7 @@ def failing_package(err: Exception, own: set[str]) -> str | None:
             continue
         if root is None:
             return None
-        first = PurePosixPath(frame.filename[len(root):].lstrip("/")).parts[0]
+        first = PurePosixPath(frame.filename[len(root) :].lstrip("/")).parts[0]
         match = MODULE_FILE.fullmatch(first)
         top = match[1] if match else first
         return None if top in own else top

@@ -31,7 +31,9 @@ def serve(client: socket.socket, port: int) -> None:
         client.close()  # the engine is not listening yet: the host sees a closed connection and retries
         return
     upstream.settimeout(None)
-    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in ((client, upstream), (upstream, client))]
+    threads = [
+        threading.Thread(target=pump, args=pair, daemon=True) for pair in ((client, upstream), (upstream, client))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -86,8 +86,11 @@ class FakeHub:
             def authorised(self) -> bool:
                 if self.headers.get("authorization") == f"Bearer {hub.token}":
                     return True
-                self.reply(401, {"error": "Invalid credentials in Authorization header"},
-                           {"X-Error-Message": "Invalid credentials in Authorization header"})
+                self.reply(
+                    401,
+                    {"error": "Invalid credentials in Authorization header"},
+                    {"X-Error-Message": "Invalid credentials in Authorization header"},
+                )
                 return False
 
             def body(self) -> bytes:
@@ -100,14 +103,26 @@ class FakeHub:
                     repo = hub.repos.get(m["repo"])
                     if repo is None:
                         return self.not_found()
-                    return self.reply(200, [{"type": "file", "oid": git_sha1(data), "size": len(data), "path": name}
-                                            for name, data in sorted(repo.files.items())])
+                    return self.reply(
+                        200,
+                        [
+                            {"type": "file", "oid": git_sha1(data), "size": len(data), "path": name}
+                            for name, data in sorted(repo.files.items())
+                        ],
+                    )
                 if m := re.fullmatch(rf"/api/models/{REPO}(/revision/[^/]+)?", path):
                     repo = hub.repos.get(m["repo"])
                     if repo is None:
                         return self.not_found()
-                    return self.reply(200, {"id": m["repo"], "sha": repo.commits[-1].oid, "private": repo.private,
-                                            "siblings": [{"rfilename": name} for name in sorted(repo.files)]})
+                    return self.reply(
+                        200,
+                        {
+                            "id": m["repo"],
+                            "sha": repo.commits[-1].oid,
+                            "private": repo.private,
+                            "siblings": [{"rfilename": name} for name in sorted(repo.files)],
+                        },
+                    )
                 self.reply(404, {"error": f"no route GET {path}"})
 
             def do_POST(self):
@@ -131,10 +146,20 @@ class FakeHub:
                     if repo is None:
                         return self.not_found()
                     files = json.loads(body)["files"]
-                    return self.reply(200, {"files": [
-                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                         "oid": git_sha1(repo.files[f["path"]]) if f["path"] in repo.files else None}
-                        for f in files]})
+                    return self.reply(
+                        200,
+                        {
+                            "files": [
+                                {
+                                    "path": f["path"],
+                                    "uploadMode": "regular",
+                                    "shouldIgnore": False,
+                                    "oid": git_sha1(repo.files[f["path"]]) if f["path"] in repo.files else None,
+                                }
+                                for f in files
+                            ]
+                        },
+                    )
                 if m := re.fullmatch(rf"/api/models/{REPO}/commit/[^/]+", path):
                     repo = hub.repos.get(m["repo"])
                     if repo is None:
@@ -151,8 +176,14 @@ class FakeHub:
                         else:
                             return self.reply(400, {"error": f"unsupported commit entry {item['key']}"})
                     commit = repo.commit(message, added, deleted)
-                    return self.reply(200, {"commitUrl": f"{hub.url}/{m['repo']}/commit/{commit.oid}",
-                                            "commitOid": commit.oid, "success": True})
+                    return self.reply(
+                        200,
+                        {
+                            "commitUrl": f"{hub.url}/{m['repo']}/commit/{commit.oid}",
+                            "commitOid": commit.oid,
+                            "success": True,
+                        },
+                    )
                 self.reply(404, {"error": f"no route POST {path}"})
 
         return Handler

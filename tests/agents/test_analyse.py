@@ -22,8 +22,9 @@ def test_cpu_vllm_recipe_caps_the_kv_cache_at_what_the_model_needs():
 
 
 def test_cpu_kv_cache_size_follows_the_model_and_stops_at_a_quarter_of_the_host():
-    facts = _tiny().model_copy(update={"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 32,
-                                       "num_key_value_heads": 8})
+    facts = _tiny().model_copy(
+        update={"hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8}
+    )
     per_token = 2 * 32 * 8 * 128 * 2  # K and V, layers, kv heads, head_dim, bf16 bytes
     want = -(-per_token * 4096 * CPU_KV_SEQUENCES // 2**30)
     host_quarter = int(host_memory_gib() / 4)

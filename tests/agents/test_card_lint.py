@@ -40,8 +40,17 @@ def test_failed_gate_in_text_alone_is_blocked(good):
     assert rules(good.replace("**Gate passed**", "**Gate failed**")) == ["gate"]
 
 
-@pytest.mark.parametrize("placeholder", ["[More Information Needed]", "TODO: add numbers", "{{ model_name }}",
-                                         "<your token here>", "Lorem ipsum dolor", "Results coming soon"])
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "[More Information Needed]",
+        "TODO: add numbers",
+        "{{ model_name }}",
+        "<your token here>",
+        "Lorem ipsum dolor",
+        "Results coming soon",
+    ],
+)
 def test_placeholders_are_blocked(good, placeholder):
     card = good.replace("## Licence\n\n", f"## Licence\n\n{placeholder}\n\n")
     findings = lint_text(card)
@@ -61,15 +70,20 @@ def test_zero_and_missing_scores_are_blocked(good):
 def test_a_card_without_scores_is_blocked(good):
     table_start = good.index("| metric |")
     table_end = good.index("\n\n", table_start)
-    assert "the eval section has no table of scores" in [f.message for f in lint_text(good[:table_start] + good[table_end:])]
+    assert "the eval section has no table of scores" in [
+        f.message for f in lint_text(good[:table_start] + good[table_end:])
+    ]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("base_model: Qwen/Qwen2.5-0.5B-Instruct\n", "metadata has no base_model"),
-    ("license: apache-2.0\n", "metadata has no license"),
-    ("pipeline_tag: text-generation\n", "metadata has no pipeline_tag"),
-    ("- cpu-x86\n", "tags do not include the chip 'cpu-x86'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("base_model: Qwen/Qwen2.5-0.5B-Instruct\n", "metadata has no base_model"),
+        ("license: apache-2.0\n", "metadata has no license"),
+        ("pipeline_tag: text-generation\n", "metadata has no pipeline_tag"),
+        ("- cpu-x86\n", "tags do not include the chip 'cpu-x86'"),
+    ],
+)
 def test_missing_metadata_is_blocked(good, line, message):
     assert line in good
     assert message in [f.message for f in lint_text(good.replace(line, "", 1))]

@@ -4,7 +4,6 @@ import shlex
 import pytest
 import yaml
 from huggingface_hub import ModelCard
-
 from release_data import HF, PASSWORD, SK, make_recipe, make_report
 
 from fr_agent.agents.publish import SECTIONS, publish
@@ -16,8 +15,13 @@ FILES = ["README.md", "Dockerfile", "serve.yaml", "fr-agent.env", "eval.json", "
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     recipe = make_recipe()
-    result = publish(recipe, make_report(), tmp_path_factory.mktemp("release") / "out", run_id="run-123",
-                     chip_description="x86 host CPU")
+    result = publish(
+        recipe,
+        make_report(),
+        tmp_path_factory.mktemp("release") / "out",
+        run_id="run-123",
+        chip_description="x86 host CPU",
+    )
     return recipe, result
 
 
@@ -38,8 +42,13 @@ def test_model_card_metadata(published):
     assert card.data.license == "apache-2.0"
     assert card.data.pipeline_tag == "text-generation"
     assert {"fr-agent", "cpu-x86", "vllm"} <= set(card.data.tags)
-    assert card.data.fr_agent == {"run_id": "run-123", "chip": "cpu-x86", "engine": "vllm", "dtype": "bfloat16",
-                                  "gate_passed": True}
+    assert card.data.fr_agent == {
+        "run_id": "run-123",
+        "chip": "cpu-x86",
+        "engine": "vllm",
+        "dtype": "bfloat16",
+        "gate_passed": True,
+    }
     assert "run-123" in card.text and "x86 host CPU" in card.text
     headings = [line[3:] for line in card.text.splitlines() if line.startswith("## ")]
     assert headings == list(SECTIONS)

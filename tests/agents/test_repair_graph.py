@@ -29,9 +29,18 @@ from fr_agent.playbooks.planning import FixOutcome, PlanRound
 from fr_agent.tools import TOOLS, ToolCall, Verification
 from tests.sandboxes.fake_sandbox import FakeSandbox
 
-FACTS = ModelFacts(architecture="LlamaForCausalLM", model_type="llama", dtype="bfloat16", hidden_size=64,
-                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
-                   max_position_embeddings=256, params_b=0.001)
+FACTS = ModelFacts(
+    architecture="LlamaForCausalLM",
+    model_type="llama",
+    dtype="bfloat16",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    vocab_size=512,
+    max_position_embeddings=256,
+    params_b=0.001,
+)
 RECIPE = Recipe(model=ModelRef(name="tiny"), chip="cpu", base_image="python:3.11", packages=[])
 
 
@@ -53,26 +62,56 @@ class EnvPlanner:
 @pytest.fixture
 def loop(tmp_path, monkeypatch):
     """A RunContext over a fake sandbox; the import stage always fails; verifications as the test sets."""
-    monkeypatch.setattr(repair, "analyse_model", lambda *a, **k: Analysis(
-        model=RECIPE.model, chip="cpu", source="local", facts=FACTS, weights_available=True, recipe=RECIPE))
+    monkeypatch.setattr(
+        repair,
+        "analyse_model",
+        lambda *a, **k: Analysis(
+            model=RECIPE.model, chip="cpu", source="local", facts=FACTS, weights_available=True, recipe=RECIPE
+        ),
+    )
     monkeypatch.setattr(repair, "check_host", lambda *a, **k: Precheck(checks=[], model_path=str(tmp_path)))
-    monkeypatch.setattr(repair, "run_one_stage", lambda stage, recipe, ctx: StageResult(
-        stage=stage, ok=stage != "import", detail="ImportError: no module named nothing", duration_s=0.0))
+    monkeypatch.setattr(
+        repair,
+        "run_one_stage",
+        lambda stage, recipe, ctx: StageResult(
+            stage=stage, ok=stage != "import", detail="ImportError: no module named nothing", duration_s=0.0
+        ),
+    )
     signatures = itertools.count()  # a new failure each time: the loop's "survived its fix" stop stays out
-    monkeypatch.setattr(repair, "diagnose_text", lambda text, stage, timed_out=False: Diagnosis(
-        stage=stage, category="set_env_var", evidence=[text], confidence=0.9, explanation="test",
-        signature=f"sig-{next(signatures)}"))
+    monkeypatch.setattr(
+        repair,
+        "diagnose_text",
+        lambda text, stage, timed_out=False: Diagnosis(
+            stage=stage,
+            category="set_env_var",
+            evidence=[text],
+            confidence=0.9,
+            explanation="test",
+            signature=f"sig-{next(signatures)}",
+        ),
+    )
     verdicts: list[bool] = []
-    monkeypatch.setitem(TOOLS, "set_env_var", dataclasses.replace(
-        TOOLS["set_env_var"], verify=lambda *a: Verification(ok=verdicts.pop(0) if verdicts else False, detail="v")))
+    monkeypatch.setitem(
+        TOOLS,
+        "set_env_var",
+        dataclasses.replace(
+            TOOLS["set_env_var"], verify=lambda *a: Verification(ok=verdicts.pop(0) if verdicts else False, detail="v")
+        ),
+    )
 
     def make(limits: LoopLimits) -> tuple[repair.RunContext, EnvPlanner, list[bool]]:
         planner = EnvPlanner()
         files = RunFiles(tmp_path / "run")
         files.root.mkdir(exist_ok=True)
-        rt = repair.RunContext(files=files, settings=Settings(home=tmp_path, limits=limits),
-                               catalog=load_catalog(None), sandbox=FakeSandbox(tmp_path / "sandbox"), planner=planner,
-                               transcript=Transcript(files.transcript, "run"), auto_approve=True)
+        rt = repair.RunContext(
+            files=files,
+            settings=Settings(home=tmp_path, limits=limits),
+            catalog=load_catalog(None),
+            sandbox=FakeSandbox(tmp_path / "sandbox"),
+            planner=planner,
+            transcript=Transcript(files.transcript, "run"),
+            auto_approve=True,
+        )
         return rt, planner, verdicts
 
     return make
@@ -88,8 +127,9 @@ class SpendingPlanner(EnvPlanner):
         return super().propose(round)
 
 
-def drive(rt: repair.RunContext, thread: str = "t", stop_before: tuple[str, ...] = (),
-          saver: InMemorySaver | None = None) -> repair.RunState:
+def drive(
+    rt: repair.RunContext, thread: str = "t", stop_before: tuple[str, ...] = (), saver: InMemorySaver | None = None
+) -> repair.RunState:
     saver = saver or InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
     app = repair.build_graph().compile(checkpointer=saver, interrupt_before=list(stop_before) or None)
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
@@ -156,10 +196,14 @@ def test_each_round_sees_the_runs_history_and_token_count_from_the_checkpointed_
     assert [o.line() for o in planner.rounds[1].outcomes] == [
         f"- {refused}{planner.rounds[1].outcomes[0].detail}",
         '- set_env_var {"name": "FR_TEST_0", "value": "1"}: applied and verified; '
-        "then import failed differently: ImportError: no module named nothing"]
+        "then import failed differently: ImportError: no module named nothing",
+    ]
     second = [(o.tool, o.args.get("name"), o.result) for o in planner.rounds[2].outcomes]
-    assert second[1:] == [("set_env_var", "FR_TEST_0", "verified"),  # the refusal is judged once per round
-                          ("set_env_var", "LD_PRELOAD", "rejected"), ("set_env_var", "FR_TEST_1", "check_failed")]
+    assert second[1:] == [
+        ("set_env_var", "FR_TEST_0", "verified"),  # the refusal is judged once per round
+        ("set_env_var", "LD_PRELOAD", "rejected"),
+        ("set_env_var", "FR_TEST_1", "check_failed"),
+    ]
     assert [r.llm_tokens for r in planner.rounds] == [0, 7, 14] and state.llm_tokens == 21
     checkpointed = saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["outcomes"]
     assert len(checkpointed) == 6 and all(isinstance(o, FixOutcome) for o in checkpointed)  # STATE_TYPES has it
@@ -167,13 +211,19 @@ def test_each_round_sees_the_runs_history_and_token_count_from_the_checkpointed_
 
 def test_a_stage_that_passes_after_a_verified_fix_is_told_in_its_outcome(loop, monkeypatch):
     rt, planner, verdicts = loop(LoopLimits())
-    monkeypatch.setattr(repair, "run_one_stage", lambda stage, recipe, ctx: StageResult(
-        stage=stage, ok=stage != "import" or ctx.attempt > 1, detail="ImportError: x", duration_s=0.0))
+    monkeypatch.setattr(
+        repair,
+        "run_one_stage",
+        lambda stage, recipe, ctx: StageResult(
+            stage=stage, ok=stage != "import" or ctx.attempt > 1, detail="ImportError: x", duration_s=0.0
+        ),
+    )
     monkeypatch.setattr(repair, "LIVE_STAGES", ())  # no engine server here: the passed stages stay passed
     verdicts.append(True)
     state = drive(rt, stop_before=("evaluate",))
     assert [o.line() for o in state.outcomes] == [
-        '- set_env_var {"name": "FR_TEST_0", "value": "1"}: applied and verified; import passed after it']
+        '- set_env_var {"name": "FR_TEST_0", "value": "1"}: applied and verified; import passed after it'
+    ]
 
 
 def test_a_round_cut_by_a_pause_keeps_its_tokens_and_the_resumed_round_counts_them(loop):

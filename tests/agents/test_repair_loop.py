@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from fr_agent.core.events import (
-    DiagnosisEvent, EvalEvent, NoteEvent, RunFinishedEvent, StageEvent, VerificationEvent, last, of_kind, read_events,
+    DiagnosisEvent,
+    EvalEvent,
+    NoteEvent,
+    RunFinishedEvent,
+    StageEvent,
+    VerificationEvent,
+    last,
+    of_kind,
+    read_events,
 )
 from tests.cli_helpers import fr_agent, wait_for
 
@@ -30,8 +38,13 @@ def newest_run(home: Path, after: set[Path]) -> Path | None:
 def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, tiny_model):
     before = set((fr_home / "runs").glob("*"))
     env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": SECRET}
-    first = subprocess.Popen([sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--yes", "--json"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--yes", "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         run_dir = wait_for(lambda: newest_run(fr_home, before), 300, "the run directory", interval=1)
         transcript = run_dir / "transcript.jsonl"
@@ -72,7 +85,7 @@ def test_main_job_repairs_evaluates_publishes_and_resumes_after_kill(fr_home, ti
         rerun = next((e for e in of_kind(later, StageEvent) if e.stage == target.stage), None)
         assert rerun is not None, f"{fix.tool}: {target.stage} was not re-run"
         if not rerun.ok:  # the stage may fail again, but never the same way
-            after = of_kind(events[events.index(rerun):], DiagnosisEvent)[0]
+            after = of_kind(events[events.index(rerun) :], DiagnosisEvent)[0]
             assert after.signature != target.signature, f"{fix.tool} did not change the {target.stage} failure"
     keys = [json.dumps([f["tool"], f["args"]], sort_keys=True) for f in summary["fixes"]]
     assert len(keys) == len(set(keys)), "a fix was applied twice"

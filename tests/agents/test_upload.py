@@ -14,9 +14,9 @@ from release_data import make_recipe, make_report
 
 from fr_agent.agents.publish import publish
 from fr_agent.agents.upload import MARKER, copy_to_dir, upload_to_hub
-from fr_agent.shell.cli.publish import CardRejected, publish_command
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import PublishEvent, of_kind, read_events
+from fr_agent.shell.cli.publish import CardRejected, publish_command
 
 TOKEN = "hf_TestTokenNeverPrinted0123456789abcd"
 REPO = "fr-agent-test/qwen-cpu"
@@ -62,7 +62,7 @@ def test_unchanged_content_makes_no_new_commit(hub, release):
 
 
 def writes_since(hub: FakeHub, before: list) -> list[str]:
-    return [path for method, path in hub.requests[len(before):] if method == "POST"]
+    return [path for method, path in hub.requests[len(before) :] if method == "POST"]
 
 
 def test_changed_and_removed_files_make_exactly_one_commit(hub, release, tmp_path):
@@ -145,8 +145,8 @@ def make_run(home, run_id: str, report) -> None:
     graph.add_edge("done", END)
     with SqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
         graph.compile(checkpointer=saver).invoke(
-            RunState(request=request, recipe=make_recipe()),
-            {"configurable": {"thread_id": run_id}})
+            RunState(request=request, recipe=make_recipe()), {"configurable": {"thread_id": run_id}}
+        )
 
 
 @pytest.fixture
@@ -176,8 +176,20 @@ def test_cli_publish_uploads_once_then_makes_no_commit(runs):
 
 
 def publish_cmd(run: str, home, **options):
-    return publish_command(run, home=home, **{"repo_id": None, "to": None, "dry_run": False, "public": False,
-                                               "license": None, "config": None, "as_json": False, **options})
+    return publish_command(
+        run,
+        home=home,
+        **{
+            "repo_id": None,
+            "to": None,
+            "dry_run": False,
+            "public": False,
+            "license": None,
+            "config": None,
+            "as_json": False,
+            **options,
+        },
+    )
 
 
 def test_publish_dry_run_and_a_failed_gate_send_nothing(hub, runs, tmp_path, capsys):

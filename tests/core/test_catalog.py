@@ -86,7 +86,12 @@ def test_tiny_llama_fixture():
     assert tiny.license == "apache-2.0"
     facts = tiny.facts
     assert (facts.architecture, facts.model_type, facts.dtype) == ("LlamaForCausalLM", "llama", "bfloat16")
-    assert (facts.hidden_size, facts.num_hidden_layers, facts.num_attention_heads, facts.num_key_value_heads) == (256, 2, 4, 2)
+    assert (facts.hidden_size, facts.num_hidden_layers, facts.num_attention_heads, facts.num_key_value_heads) == (
+        256,
+        2,
+        4,
+        2,
+    )
     assert (facts.vocab_size, facts.max_position_embeddings, facts.params_b) == (1024, 1024, 0.0012)
 
 
@@ -109,7 +114,8 @@ def test_unknown_field_names_the_entry(tmp_path: Path):
         "  colour: blue\n"
         "  facts: {architecture: LlamaForCausalLM, model_type: llama, dtype: bfloat16, hidden_size: 8,\n"
         "          num_hidden_layers: 1, num_attention_heads: 1, num_key_value_heads: 1, vocab_size: 8,\n"
-        "          max_position_embeddings: 8, params_b: 0.1}\n")
+        "          max_position_embeddings: 8, params_b: 0.1}\n"
+    )
     with pytest.raises(CatalogError) as err:
         load_catalog(str(tmp_path))
     message = str(err.value)

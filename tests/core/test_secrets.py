@@ -5,22 +5,47 @@ SK = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX_yz-0123"
 
 
 def test_secret_names_by_word():
-    for name in ["HF_TOKEN", "hf_token", "OPENAI_API_KEY", "apiKey", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD",
-                 "GOOGLE_APPLICATION_CREDENTIALS", "--api-key", "HF_AUTHTOKEN"]:
+    for name in [
+        "HF_TOKEN",
+        "hf_token",
+        "OPENAI_API_KEY",
+        "apiKey",
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "--api-key",
+        "HF_AUTHTOKEN",
+    ]:
         assert is_secret_name(name), name
 
 
 def test_ordinary_names_are_not_secret():
-    for name in ["TOKENIZERS_PARALLELISM", "max_num_batched_tokens", "OMP_NUM_THREADS", "tokenizer", "MONKEY",
-                 "VLLM_CPU_KVCACHE_SPACE"]:
+    for name in [
+        "TOKENIZERS_PARALLELISM",
+        "max_num_batched_tokens",
+        "OMP_NUM_THREADS",
+        "tokenizer",
+        "MONKEY",
+        "VLLM_CPU_KVCACHE_SPACE",
+    ]:
         assert not is_secret_name(name), name
 
 
 def test_redact_env_by_name_and_by_value():
-    env = {"HF_TOKEN": "anything", "MY_VAR": HF, "OTHER": f"Bearer {SK}", "OMP_NUM_THREADS": "8",
-           "TOKENIZERS_PARALLELISM": "false"}
-    assert redact_env(env) == {"HF_TOKEN": REDACTED, "MY_VAR": REDACTED, "OTHER": REDACTED,
-                               "OMP_NUM_THREADS": "8", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        "HF_TOKEN": "anything",
+        "MY_VAR": HF,
+        "OTHER": f"Bearer {SK}",
+        "OMP_NUM_THREADS": "8",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    assert redact_env(env) == {
+        "HF_TOKEN": REDACTED,
+        "MY_VAR": REDACTED,
+        "OTHER": REDACTED,
+        "OMP_NUM_THREADS": "8",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def test_short_lookalikes_are_kept():
@@ -35,8 +60,9 @@ def test_redact_text_replaces_token_substrings():
 
 def test_redact_text_assignments_and_flags():
     text = "HF_TOKEN=abc123 OMP_NUM_THREADS=8 vllm serve m --api-key s3cret --max-num-batched-tokens 512"
-    assert redact_text(text) == (f"HF_TOKEN={REDACTED} OMP_NUM_THREADS=8 vllm serve m --api-key {REDACTED} "
-                                 "--max-num-batched-tokens 512")
+    assert redact_text(text) == (
+        f"HF_TOKEN={REDACTED} OMP_NUM_THREADS=8 vllm serve m --api-key {REDACTED} --max-num-batched-tokens 512"
+    )
 
 
 def test_redact_text_is_idempotent():
@@ -45,11 +71,18 @@ def test_redact_text_is_idempotent():
 
 
 def test_redact_value_nested_and_argv():
-    value = {"env": {"HF_TOKEN": "x", "A": "1"}, "argv": ["vllm", "--api-key", "s3cret", "--port", "8000"],
-             "num_key_value_heads": 8, "note": f"token {HF}"}
+    value = {
+        "env": {"HF_TOKEN": "x", "A": "1"},
+        "argv": ["vllm", "--api-key", "s3cret", "--port", "8000"],
+        "num_key_value_heads": 8,
+        "note": f"token {HF}",
+    }
     assert redact_value("event", value) == {
-        "env": {"HF_TOKEN": REDACTED, "A": "1"}, "argv": ["vllm", "--api-key", REDACTED, "--port", "8000"],
-        "num_key_value_heads": 8, "note": f"token {REDACTED}"}
+        "env": {"HF_TOKEN": REDACTED, "A": "1"},
+        "argv": ["vllm", "--api-key", REDACTED, "--port", "8000"],
+        "num_key_value_heads": 8,
+        "note": f"token {REDACTED}",
+    }
 
 
 def test_bare_key_is_a_mapping_key_not_a_secret():

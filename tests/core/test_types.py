@@ -16,7 +16,7 @@ class Outer(Strict):
     inner: Inner
 
     @model_validator(mode="after")
-    def _small(self) -> "Outer":
+    def _small(self) -> Outer:
         if self.inner.size > 9:
             raise ValueError("too big")
         return self

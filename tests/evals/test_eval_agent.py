@@ -16,8 +16,17 @@ from fr_agent.core.config import EvalSettings
 from fr_agent.evals.agent import evaluate, run_suite, write_artifacts
 
 SERVER = Path(__file__).parents[2] / "sandboxes" / "probes" / "hf_server.py"
-SMALL = EvalSettings(max_new_tokens=8, topk_tokens=8, prompts=4, heldout_tokens=128, tasks_per_category=5,
-                     concurrency=[1, 2], perf_requests=2, perf_max_tokens=8, min_perf_ratio=0.0)
+SMALL = EvalSettings(
+    max_new_tokens=8,
+    topk_tokens=8,
+    prompts=4,
+    heldout_tokens=128,
+    tasks_per_category=5,
+    concurrency=[1, 2],
+    perf_requests=2,
+    perf_max_tokens=8,
+    min_perf_ratio=0.0,
+)
 
 
 def drifted_copy(model: Path, out: Path) -> Path:
@@ -28,8 +37,10 @@ def drifted_copy(model: Path, out: Path) -> Path:
     shutil.copytree(model, out)
     weights = load_file(str(out / "model.safetensors"))
     generator = torch.Generator().manual_seed(0)
-    noisy = {name: w + 0.5 * w.std() * torch.randn(w.shape, generator=generator) if w.dim() > 1 else w
-             for name, w in weights.items()}
+    noisy = {
+        name: w + 0.5 * w.std() * torch.randn(w.shape, generator=generator) if w.dim() > 1 else w
+        for name, w in weights.items()
+    }
     (out / "model.safetensors").unlink()
     save_file(noisy, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
@@ -41,8 +52,11 @@ def start(model: Path, dtype: str, log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(SERVER), str(model), "--port", str(port), "--dtype", dtype],
-                               stdout=log.open("w"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), str(model), "--port", str(port), "--dtype", dtype],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -77,10 +91,21 @@ def servers(tiny_model, tmp_path_factory):
 def test_migrated_bf16_against_its_float32_reference(servers, tiny_model, tmp_path):
     report = evaluate(str(tiny_model), servers[0], migrated_backend="hf bfloat16", settings=SMALL, log_dir=tmp_path)
     names = [m.name for m in report.metrics]
-    assert names == ["greedy_token_agreement", "top5_containment", "teacher_forced_top1_agreement",
-                     "heldout_perplexity", "task_knowledge_accuracy", "task_reasoning_accuracy", "task_math_accuracy",
-                     "task_code_accuracy", "task_answer_agreement", "throughput_c1", "latency_p50_c1",
-                     "throughput_c2", "latency_p50_c2"]
+    assert names == [
+        "greedy_token_agreement",
+        "top5_containment",
+        "teacher_forced_top1_agreement",
+        "heldout_perplexity",
+        "task_knowledge_accuracy",
+        "task_reasoning_accuracy",
+        "task_math_accuracy",
+        "task_code_accuracy",
+        "task_answer_agreement",
+        "throughput_c1",
+        "latency_p50_c1",
+        "throughput_c2",
+        "latency_p50_c2",
+    ]
     assert [(o.suite, o.status) for o in report.outcomes] == [("lm-eval", "skipped")]
     rows = {m.name: m for m in report.metrics}
     assert all(m.finite for m in report.metrics)
@@ -131,7 +156,9 @@ def test_run_suite_records_crashes_and_skips():
     run_suite("tasks", crash, rows, outcomes)
     run_suite("lm-eval", skip, rows, outcomes)
     assert [(o.suite, o.status, o.reason) for o in outcomes] == [
-        ("tasks", "crashed", "KeyError: 'prompt_logprobs'"), ("lm-eval", "skipped", "not installed")]
+        ("tasks", "crashed", "KeyError: 'prompt_logprobs'"),
+        ("lm-eval", "skipped", "not installed"),
+    ]
     assert rows == []
 
 

@@ -9,12 +9,18 @@ from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
 
 
 def summary() -> dict:
-    return EvalReport(metrics=[
-        MetricRow(name="greedy_token_agreement", reference=1.0, migrated=0.75),
-        MetricRow(name="heldout_perplexity", reference=3.0, migrated=float("nan"), higher_is_better=False),
-        MetricRow(name="throughput_c4", kind="throughput", suite="serving", unit="tok/s", reference=300, migrated=450),
-    ], outcomes=[SuiteOutcome(suite="lm-eval", status="skipped", reason="lm-evaluation-harness is not installed")],
-        reference_backend="ref", migrated_backend="mig").summary()
+    return EvalReport(
+        metrics=[
+            MetricRow(name="greedy_token_agreement", reference=1.0, migrated=0.75),
+            MetricRow(name="heldout_perplexity", reference=3.0, migrated=float("nan"), higher_is_better=False),
+            MetricRow(
+                name="throughput_c4", kind="throughput", suite="serving", unit="tok/s", reference=300, migrated=450
+            ),
+        ],
+        outcomes=[SuiteOutcome(suite="lm-eval", status="skipped", reason="lm-evaluation-harness is not installed")],
+        reference_backend="ref",
+        migrated_backend="mig",
+    ).summary()
 
 
 def test_tables_show_every_row_and_what_did_not_run():

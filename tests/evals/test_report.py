@@ -8,15 +8,18 @@ import os
 
 import pytest
 
+from fr_agent.core.recipe import ModelRef, OperatorPlan, Recipe
 from fr_agent.evals.consistency import perplexity, prefix_agreement
 from fr_agent.evals.report import EvalReport, MetricRow, SuiteOutcome
 from fr_agent.playbooks.accuracy import diagnose_eval
-from fr_agent.core.recipe import ModelRef, OperatorPlan, Recipe
 
 
 def report(*rows: tuple[str, float, float]) -> EvalReport:
-    return EvalReport(metrics=[MetricRow(name=n, reference=r, migrated=m) for n, r, m in rows],
-                      reference_backend="ref", migrated_backend="mig")
+    return EvalReport(
+        metrics=[MetricRow(name=n, reference=r, migrated=m) for n, r, m in rows],
+        reference_backend="ref",
+        migrated_backend="mig",
+    )
 
 
 def test_gate_uses_average_percent_difference():
@@ -40,24 +43,34 @@ def test_metric_helpers():
 
 
 def test_drift_diagnosis_walks_operators_then_precision():
-    recipe = Recipe(model=ModelRef(name="m"), chip="cpu", base_image="i", dtype="bfloat16", packages=[],
-                    operators=OperatorPlan(backend="kernels", ops=["rms_norm", "softmax"], reference=["softmax"]))
+    recipe = Recipe(
+        model=ModelRef(name="m"),
+        chip="cpu",
+        base_image="i",
+        dtype="bfloat16",
+        packages=[],
+        operators=OperatorPlan(backend="kernels", ops=["rms_norm", "softmax"], reference=["softmax"]),
+    )
     diagnosis = diagnose_eval(report(("agreement", 1.0, 0.7)), recipe, ["float32", "bfloat16"])
     assert [(c.tool, c.args) for c in diagnosis.tool_calls] == [
         ("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
-        ("fix_serve_config", {"key": "dtype", "value": "float32"})]
+        ("fix_serve_config", {"key": "dtype", "value": "float32"}),
+    ]
     already_fp32 = recipe.model_copy(update={"dtype": "float32", "operators": OperatorPlan()})
     assert diagnose_eval(report(("agreement", 1.0, 0.7)), already_fp32, ["float32"]).category == "unrepairable"
 
 
 def perf_report(*throughputs: tuple[float, float], crashed: bool = False, min_ratio: float = 1.0) -> EvalReport:
     rows = [MetricRow(name="agreement", reference=1.0, migrated=0.99)]
-    rows += [MetricRow(name=f"throughput_c{i}", kind="throughput", suite="serving", reference=r, migrated=m)
-             for i, (r, m) in enumerate(throughputs, 1)]
+    rows += [
+        MetricRow(name=f"throughput_c{i}", kind="throughput", suite="serving", reference=r, migrated=m)
+        for i, (r, m) in enumerate(throughputs, 1)
+    ]
     rows.append(MetricRow(name="latency_p50_c1", kind="latency", reference=0.1, migrated=0.5, higher_is_better=False))
     outcomes = [SuiteOutcome(suite="tasks", status="crashed", reason="KeyError: 'x'")] if crashed else []
-    return EvalReport(metrics=rows, outcomes=outcomes, min_perf_ratio=min_ratio, reference_backend="ref",
-                      migrated_backend="mig")
+    return EvalReport(
+        metrics=rows, outcomes=outcomes, min_perf_ratio=min_ratio, reference_backend="ref", migrated_backend="mig"
+    )
 
 
 def test_only_accuracy_rows_are_averaged_and_throughput_is_gated_by_ratio():
@@ -116,7 +129,9 @@ def test_lm_eval_skips_cleanly_and_runs_through_the_harness_when_present(monkeyp
     monkeypatch.setattr(harness, "unavailable", lambda tasks: None)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     rows = harness.lm_eval_rows(("http://ref", "m"), ("http://mig", "m"), "/model", ["arc_easy"], 10)
-    assert [(r.name, r.suite, r.reference, r.migrated) for r in rows] == [("lm_eval_arc_easy_acc", "lm-eval", 0.5, 0.25)]
+    assert [(r.name, r.suite, r.reference, r.migrated) for r in rows] == [
+        ("lm_eval_arc_easy_acc", "lm-eval", 0.5, 0.25)
+    ]
     assert calls[0] == ("local-completions", "http://ref/v1/completions", ["arc_easy"], 10, "1")
     assert "HF_DATASETS_OFFLINE" not in os.environ  # offline only while the harness runs
     with pytest.raises(harness.Skip, match="not in the local cache"):

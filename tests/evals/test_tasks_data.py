@@ -41,8 +41,10 @@ def test_code_answers_are_what_python_says():
         if item.category != "code":
             continue
         expression = item.question.split("evaluate to? ", 1)[1]
-        value = eval(expression, {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max,
-                                                   "sorted": sorted, "bool": bool}})
+        value = eval(
+            expression,
+            {"__builtins__": {"len": len, "sum": sum, "range": range, "max": max, "sorted": sorted, "bool": bool}},
+        )
         assert ast.literal_eval(item.choices[item.answer]) == value, item.id
         assert sum(choice == repr(value) for choice in item.choices) == 1, item.id
 

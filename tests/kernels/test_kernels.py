@@ -183,17 +183,20 @@ def test_references_match_float64_math(mods):
     w = torch.randn(32, dtype=torch.float64)
     b = torch.randn(32, dtype=torch.float64)
     rms = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w
-    torch.testing.assert_close(mods["rms_norm"].rms_norm_reference(x.float(), w.float()).double(), rms,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        mods["rms_norm"].rms_norm_reference(x.float(), w.float()).double(), rms, rtol=1e-5, atol=1e-5
+    )
     ln = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5) * w + b
-    torch.testing.assert_close(mods["layer_norm"].layer_norm_reference(x.float(), w.float(), b.float()).double(), ln,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        mods["layer_norm"].layer_norm_reference(x.float(), w.float(), b.float()).double(), ln, rtol=1e-5, atol=1e-5
+    )
     y, h = mods["fused_add_rms_norm"].fused_add_rms_norm_reference(x.float(), x.float(), w.float())
     torch.testing.assert_close(h.double(), 2 * x, rtol=1e-6, atol=1e-6)
     y2 = torch.randn(3, 64, dtype=torch.float64)
     want = y2[:, :32] * torch.sigmoid(y2[:, :32]) * y2[:, 32:]
-    torch.testing.assert_close(mods["silu_and_mul"].silu_and_mul_reference(y2.float()).double(), want,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        mods["silu_and_mul"].silu_and_mul_reference(y2.float()).double(), want, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_rms_norm_uses_eps_and_weight(mods):
@@ -225,8 +228,7 @@ def test_empty_and_noncontiguous(mods):
     xt = torch.randn(32, 6).t()  # (6, 32), not contiguous
     assert not xt.is_contiguous()
     w = torch.randn(32)
-    for op, args in [("silu_and_mul", (xt,)), ("rms_norm", (xt, w)), ("layer_norm", (xt, w, None)),
-                     ("softmax", (xt,))]:
+    for op, args in [("silu_and_mul", (xt,)), ("rms_norm", (xt, w)), ("layer_norm", (xt, w, None)), ("softmax", (xt,))]:
         _assert_close(getattr(mods[op], op)(*args), getattr(mods[op], f"{op}_reference")(*args), torch.float32)
 
 
@@ -240,14 +242,17 @@ def test_bad_shapes_raise(mods):
     with pytest.raises(ValueError):
         mods["layer_norm"].layer_norm(torch.randn(2, 16), torch.ones(8))
     with pytest.raises(ValueError):
-        mods["rotary_embedding"].rotary_embedding(torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 6),
-                                                  torch.randn(3, 8), torch.randn(3, 8))
+        mods["rotary_embedding"].rotary_embedding(
+            torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 6), torch.randn(3, 8), torch.randn(3, 8)
+        )
     rope = mods["rotary_embedding"].rotary_embedding
     q, k, cos = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 1, 8), torch.randn(2, 8)
-    for bad in [lambda: rope(q, k, cos, torch.randn(3, 8), 1),  # sin's shape is not cos's
-                lambda: rope(q, k, torch.randn(5, 8), torch.randn(5, 8), 1),  # 5 positions for 2 tokens
-                lambda: rope(q, k, cos, cos, 3),  # unsqueeze_dim past cos's dims
-                lambda: rope(q, k, torch.randn(1, 1, 1, 2, 8), torch.randn(1, 1, 1, 2, 8))]:  # more dims than q
+    for bad in [
+        lambda: rope(q, k, cos, torch.randn(3, 8), 1),  # sin's shape is not cos's
+        lambda: rope(q, k, torch.randn(5, 8), torch.randn(5, 8), 1),  # 5 positions for 2 tokens
+        lambda: rope(q, k, cos, cos, 3),  # unsqueeze_dim past cos's dims
+        lambda: rope(q, k, torch.randn(1, 1, 1, 2, 8), torch.randn(1, 1, 1, 2, 8)),
+    ]:  # more dims than q
         with pytest.raises(ValueError):
             bad()
     rope(q, k, cos, cos, 1)  # the same call with a broadcastable cos is fine
@@ -263,8 +268,9 @@ def test_silu_and_mul_gate_and_up_tensors(mods, dtype):
     assert got.shape == gate.shape
     _assert_close(got, mod.silu_and_mul_reference(gate, up), dtype)
     both = torch.randn(6, 80, dtype=dtype)
-    _assert_close(mod.silu_and_mul(both[:, :40], both[:, 40:]), mod.silu_and_mul_reference(both[:, :40], both[:, 40:]),
-                  dtype)
+    _assert_close(
+        mod.silu_and_mul(both[:, :40], both[:, 40:]), mod.silu_and_mul_reference(both[:, :40], both[:, 40:]), dtype
+    )
 
 
 @pytest.mark.parametrize("cos_batch", [1, 2])

@@ -15,8 +15,16 @@ from fr_agent.kernels import registry
 @pytest.fixture(scope="module")
 def llama():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=32)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=32,
+    )
     model = LlamaForCausalLM(config).eval()
     ids = torch.randint(0, 64, (2, 7))
     with torch.no_grad():
@@ -34,8 +42,11 @@ def test_kernels_swap_into_the_model_and_undo_restores_it(llama):
     modeling = sys.modules[type(model).__module__]
     original_rope = modeling.apply_rotary_pos_emb
     applied = registry.apply({"backend": "kernels", "kernels": None}, model)
-    assert applied.summary()["kernels"] == {"rms_norm": "kernel", "rotary_embedding": "kernel",
-                                            "silu_and_mul": "kernel"}  # no LayerNorm or eager softmax here
+    assert applied.summary()["kernels"] == {
+        "rms_norm": "kernel",
+        "rotary_embedding": "kernel",
+        "silu_and_mul": "kernel",
+    }  # no LayerNorm or eager softmax here
     assert modeling.apply_rotary_pos_emb is not original_rope
     torch.testing.assert_close(logits(model, ids), native, rtol=1e-4, atol=1e-4)
     applied.undo()
@@ -46,8 +57,12 @@ def test_kernels_swap_into_the_model_and_undo_restores_it(llama):
 
 def test_reference_and_cast_strategies(llama):
     model, ids, native = llama
-    plan = {"backend": "torch", "kernels": ["rms_norm", "silu_and_mul"], "reference": ["rms_norm"],
-            "cast": {"silu_and_mul": "bfloat16"}}
+    plan = {
+        "backend": "torch",
+        "kernels": ["rms_norm", "silu_and_mul"],
+        "reference": ["rms_norm"],
+        "cast": {"silu_and_mul": "bfloat16"},
+    }
     applied = registry.apply(plan, model)
     try:
         assert applied.kernels == {"rms_norm": "reference", "silu_and_mul": "cast:bfloat16"}
@@ -61,8 +76,12 @@ def test_reference_and_cast_strategies(llama):
 
 def test_disabled_ops_are_not_swapped_and_unknown_hooks_fail(llama):
     model, _, _ = llama
-    assert registry.kernel_ops({"backend": "kernels", "disabled": ["rms_norm"]}) == \
-        ["silu_and_mul", "rotary_embedding", "layer_norm", "softmax"]
+    assert registry.kernel_ops({"backend": "kernels", "disabled": ["rms_norm"]}) == [
+        "silu_and_mul",
+        "rotary_embedding",
+        "layer_norm",
+        "softmax",
+    ]
     assert registry.kernel_ops({"backend": "flaggems"}) == []
     with pytest.raises(ValueError, match="no model hook"):
         registry.patch_model(model, ["fused_add_rms_norm"])
@@ -101,8 +120,13 @@ def test_flaggems_backend_needs_flag_gems():
 
 
 def test_groups_and_caches(tmp_path, monkeypatch):
-    assert [registry.group_of(op) for op in ("mm", "softmax", "index_select", "to_copy", "rsqrt")] == \
-        ["compute", "reduce", "index", "memory", "math"]
+    assert [registry.group_of(op) for op in ("mm", "softmax", "index_select", "to_copy", "rsqrt")] == [
+        "compute",
+        "reduce",
+        "index",
+        "memory",
+        "math",
+    ]
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "t"))
     monkeypatch.setenv("FLAGGEMS_CACHE_DIR", str(tmp_path / "f"))
     (tmp_path / "t" / "x").mkdir(parents=True)

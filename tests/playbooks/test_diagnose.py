@@ -15,37 +15,72 @@ LOGS = Path(__file__).parents[1] / "data" / "logs"
 
 # log file -> (playbook, the tool call it must propose first)
 CASES = {
-    "import-torchvision-nms.log": ("torch-extension-op-missing",
-                                   ("install_dependency", {"package": "torchvision", "action": "remove"})),
-    "import-torchaudio-abi.log": ("torch-extension-library-load",
-                                  ("install_dependency", {"package": "torchaudio", "action": "remove"})),
-    "import-torchcodec-abi.log": ("torch-extension-library-load",
-                                  ("install_dependency", {"package": "torchcodec", "action": "remove"})),
-    "device-bf16-sigill.log": ("illegal-instruction",
-                               ("set_env_var", {"name": "ONEDNN_MAX_CPU_ISA", "value": "AVX512_CORE_BF16"})),
-    "serve-vllm-cli-metadata.log": ("vllm-cli-distribution-metadata",
-                                    ("fix_serve_config", {"key": "entrypoint", "value": "api_server"})),
-    "serve-cpu-memory-utilization.log": ("vllm-cpu-memory-utilization",
-                                         ("fix_serve_config", {"key": "gpu_memory_utilization", "value": 0.5})),
+    "import-torchvision-nms.log": (
+        "torch-extension-op-missing",
+        ("install_dependency", {"package": "torchvision", "action": "remove"}),
+    ),
+    "import-torchaudio-abi.log": (
+        "torch-extension-library-load",
+        ("install_dependency", {"package": "torchaudio", "action": "remove"}),
+    ),
+    "import-torchcodec-abi.log": (
+        "torch-extension-library-load",
+        ("install_dependency", {"package": "torchcodec", "action": "remove"}),
+    ),
+    "device-bf16-sigill.log": (
+        "illegal-instruction",
+        ("set_env_var", {"name": "ONEDNN_MAX_CPU_ISA", "value": "AVX512_CORE_BF16"}),
+    ),
+    "serve-vllm-cli-metadata.log": (
+        "vllm-cli-distribution-metadata",
+        ("fix_serve_config", {"key": "entrypoint", "value": "api_server"}),
+    ),
+    "serve-cpu-memory-utilization.log": (
+        "vllm-cpu-memory-utilization",
+        ("fix_serve_config", {"key": "gpu_memory_utilization", "value": 0.5}),
+    ),
     "vllm-zmq-ipc-path-too-long.log": ("ipc-path-too-long", ("set_env_var", {"name": "TMPDIR", "value": "/tmp"})),
-    "vllm-cpu-worker-died-compiling.log": ("vllm-worker-died-compiling",
-                                           ("fix_serve_config", {"key": "enforce_eager", "value": True})),
-    "operators-triton-no-driver.log": ("triton-no-driver",
-                                       ("patch_operator", {"op": "rms_norm", "strategy": "reference"})),
+    "vllm-cpu-worker-died-compiling.log": (
+        "vllm-worker-died-compiling",
+        ("fix_serve_config", {"key": "enforce_eager", "value": True}),
+    ),
+    "operators-triton-no-driver.log": (
+        "triton-no-driver",
+        ("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
+    ),
     # Captured from repair-benchmark runs (evals/repairbench): the stack's own messages for broken recipes.
-    "install-uv-resolver-pin.log": ("resolver-pin-unsatisfiable",
-                                    ("install_dependency", {"package": "huggingface-hub", "action": "upgrade"})),
-    "import-torch-logs-invalid.log": ("torch-logs-invalid", ("set_env_var", {"name": "TORCH_LOGS", "value": "recompiles"})),
-    "import-distribution-not-found.log": ("distribution-not-found",
-                                          ("install_dependency", {"package": "safetensors", "action": "upgrade"})),
-    "load-modules-cache-read-only.log": ("cache-folder-unusable",
-                                         ("set_env_var", {"name": "HF_MODULES_CACHE", "value": "/tmp/hf-modules"})),
-    "load-numpy2-abi-pandas.log": ("numpy-two-abi",
-                                   ("install_dependency", {"package": "numpy", "version": "1.26.4", "action": "downgrade"})),
-    "load-remote-code-cv2.log": ("remote-code-requires-packages", ("install_dependency", {"package": "opencv-python-headless"})),
-    "serve-hf-unrecognized-argument.log": ("serve-unrecognized-argument",
-                                           ("fix_serve_config", {"key": "enforce_eager", "value": None})),
-    "serve-hf-max-model-len.log": ("max-model-len-above-derived", ("fix_serve_config", {"key": "max_model_len", "value": 1024})),
+    "install-uv-resolver-pin.log": (
+        "resolver-pin-unsatisfiable",
+        ("install_dependency", {"package": "huggingface-hub", "action": "upgrade"}),
+    ),
+    "import-torch-logs-invalid.log": (
+        "torch-logs-invalid",
+        ("set_env_var", {"name": "TORCH_LOGS", "value": "recompiles"}),
+    ),
+    "import-distribution-not-found.log": (
+        "distribution-not-found",
+        ("install_dependency", {"package": "safetensors", "action": "upgrade"}),
+    ),
+    "load-modules-cache-read-only.log": (
+        "cache-folder-unusable",
+        ("set_env_var", {"name": "HF_MODULES_CACHE", "value": "/tmp/hf-modules"}),
+    ),
+    "load-numpy2-abi-pandas.log": (
+        "numpy-two-abi",
+        ("install_dependency", {"package": "numpy", "version": "1.26.4", "action": "downgrade"}),
+    ),
+    "load-remote-code-cv2.log": (
+        "remote-code-requires-packages",
+        ("install_dependency", {"package": "opencv-python-headless"}),
+    ),
+    "serve-hf-unrecognized-argument.log": (
+        "serve-unrecognized-argument",
+        ("fix_serve_config", {"key": "enforce_eager", "value": None}),
+    ),
+    "serve-hf-max-model-len.log": (
+        "max-model-len-above-derived",
+        ("fix_serve_config", {"key": "max_model_len", "value": 1024}),
+    ),
 }
 
 
@@ -59,10 +94,12 @@ def test_real_logs(name):
 
 
 def test_vllm_prefixes_and_ansi_are_stripped():
-    log = ("\x1b[1;36m(EngineCore_DP0 pid=4242)\x1b[0m ERROR 11-23 11:08:37 [core.py:1510] ValueError: To serve at least one "
-           "request with the models's max seq len (32768), (4.00 GiB KV cache is needed, which is larger than the available "
-           "KV cache memory (1.25 GiB). Based on the available memory, the estimated maximum model length is 10240. Try "
-           "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.\n")
+    log = (
+        "\x1b[1;36m(EngineCore_DP0 pid=4242)\x1b[0m ERROR 11-23 11:08:37 [core.py:1510] ValueError: To serve at least one "
+        "request with the models's max seq len (32768), (4.00 GiB KV cache is needed, which is larger than the available "
+        "KV cache memory (1.25 GiB). Based on the available memory, the estimated maximum model length is 10240. Try "
+        "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.\n"
+    )
     diagnosis = diagnose_text(log, "serve")
     assert diagnosis.playbook == "vllm-kv-cache-max-model-len"
     assert diagnosis.tool_calls[0].args == {"key": "max_model_len", "value": 10240}
@@ -70,10 +107,15 @@ def test_vllm_prefixes_and_ansi_are_stripped():
 
 
 def test_the_error_that_ended_the_run_wins_over_earlier_warnings():
-    log = "UserWarning: Failed to initialize NumPy: No module named 'numpy'\n...\nRuntimeError: Total number of attention " \
-          "heads (32) must be divisible by tensor parallel size (3).\n"
+    log = (
+        "UserWarning: Failed to initialize NumPy: No module named 'numpy'\n...\nRuntimeError: Total number of attention "
+        "heads (32) must be divisible by tensor parallel size (3).\n"
+    )
     diagnosis = diagnose_text(log, "serve")
-    assert diagnosis.playbook == "vllm-tp-heads" and diagnosis.tool_calls[0].args == {"key": "tensor_parallel_size", "value": 2}
+    assert diagnosis.playbook == "vllm-tp-heads" and diagnosis.tool_calls[0].args == {
+        "key": "tensor_parallel_size",
+        "value": 2,
+    }
 
 
 def test_missing_module_maps_to_its_distribution():
@@ -91,7 +133,10 @@ def test_unrecognised_log_is_unknown_with_evidence():
 
 
 def test_unrepairable_and_timeouts():
-    assert diagnose_text("RuntimeError: CUDA driver version is insufficient for CUDA runtime version", "device").category == "unrepairable"
+    assert (
+        diagnose_text("RuntimeError: CUDA driver version is insufficient for CUDA runtime version", "device").category
+        == "unrepairable"
+    )
     hung = diagnose_text("loading...\n[fr-agent] command timed out after 5s and was killed\n", "load", timed_out=True)
     assert hung.category == "unrepairable" and "hung" in hung.explanation
 
@@ -122,38 +167,58 @@ from fr_agent.playbooks.diagnose import needles, normalize, normalize_levels  # 
 
 
 def test_prefixes_of_workers_ranks_and_timestamps_are_stripped():
-    raw = ("2024-06-28T06:11:52.685300953Z (LLMRayActor pid=20770) ERROR 06-28 06:11:45 worker_base.py:145] Boom\n"
-           "(VllmWorker rank=1 pid=194255) ERROR 05-08 14:46:12 [multiproc_executor.py:435] torch.OutOfMemoryError: x\n"
-           "(EngineCore_DP0 pid=16862)   File \"/x/parallel_state.py\", line 1185, in ensure\n"
-           "(RayWorkerWrapper pid=123, ip=10.0.0.1) INFO 01-01 00:00:00 [a.py:1] hello\n"
-           "[rank0]:   File \"/y.py\", line 1, in main\n"
-           "[2025-01-29 08:52:43 TP5] Scheduler hit an exception\n"
-           "vllm-1  | ERROR 11-18 18:07:28 engine.py:366] ValueError: No available memory\n"
-           "W0816 16:43:33.649654 127 pinned_memory_manager.cc:236] Unable to allocate pinned memory\n")
-    assert normalize(raw) == ["Boom", "torch.OutOfMemoryError: x", 'File "/x/parallel_state.py", line 1185, in ensure',
-                              "hello", 'File "/y.py", line 1, in main', "Scheduler hit an exception",
-                              "ValueError: No available memory", "Unable to allocate pinned memory"]
+    raw = (
+        "2024-06-28T06:11:52.685300953Z (LLMRayActor pid=20770) ERROR 06-28 06:11:45 worker_base.py:145] Boom\n"
+        "(VllmWorker rank=1 pid=194255) ERROR 05-08 14:46:12 [multiproc_executor.py:435] torch.OutOfMemoryError: x\n"
+        '(EngineCore_DP0 pid=16862)   File "/x/parallel_state.py", line 1185, in ensure\n'
+        "(RayWorkerWrapper pid=123, ip=10.0.0.1) INFO 01-01 00:00:00 [a.py:1] hello\n"
+        '[rank0]:   File "/y.py", line 1, in main\n'
+        "[2025-01-29 08:52:43 TP5] Scheduler hit an exception\n"
+        "vllm-1  | ERROR 11-18 18:07:28 engine.py:366] ValueError: No available memory\n"
+        "W0816 16:43:33.649654 127 pinned_memory_manager.cc:236] Unable to allocate pinned memory\n"
+    )
+    assert normalize(raw) == [
+        "Boom",
+        "torch.OutOfMemoryError: x",
+        'File "/x/parallel_state.py", line 1185, in ensure',
+        "hello",
+        'File "/y.py", line 1, in main',
+        "Scheduler hit an exception",
+        "ValueError: No available memory",
+        "Unable to allocate pinned memory",
+    ]
 
 
 def test_ansi_progress_bars_and_cuda_async_hints_go():
-    raw = ("\x1b[31mRuntimeError: CUDA error: uncorrectable ECC error encountered\x1b[0m\n"
-           "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
-           "For debugging consider passing CUDA_LAUNCH_BLOCKING=1.\n"
-           "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
-           "Loading shards:  10%|#\rLoading shards: 100%|##########|\n")
-    assert normalize(raw) == ["RuntimeError: CUDA error: uncorrectable ECC error encountered", "Loading shards: 100%|##########|"]
-    inline = "CUDA error: out of memory CUDA kernel errors might be asynchronously reported at some other API call, so x"
+    raw = (
+        "\x1b[31mRuntimeError: CUDA error: uncorrectable ECC error encountered\x1b[0m\n"
+        "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
+        "For debugging consider passing CUDA_LAUNCH_BLOCKING=1.\n"
+        "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
+        "Loading shards:  10%|#\rLoading shards: 100%|##########|\n"
+    )
+    assert normalize(raw) == [
+        "RuntimeError: CUDA error: uncorrectable ECC error encountered",
+        "Loading shards: 100%|##########|",
+    ]
+    inline = (
+        "CUDA error: out of memory CUDA kernel errors might be asynchronously reported at some other API call, so x"
+    )
     assert normalize(inline) == ["CUDA error: out of memory"]
     # the hint names an env var but is no fix: it must not become a set_env_var diagnosis
     assert diagnose_text(raw).playbook == "ecc-error"
 
 
 def test_lines_pasted_into_one_paragraph_are_split_back():
-    raw = ("(VllmWorkerProcess pid=4575) ERROR 08-23 16:49:54 multiproc_worker_utils.py:226] Exception in worker: "
-           "No module named 'einops', Traceback (most recent call last): (VllmWorkerProcess pid=4575) ERROR 08-23 "
-           "16:49:54 multiproc_worker_utils.py:226] File \"/w.py\", line 223, in _run_worker_process")
-    assert normalize(raw) == ["Exception in worker: No module named 'einops', Traceback (most recent call last):",
-                              'File "/w.py", line 223, in _run_worker_process']
+    raw = (
+        "(VllmWorkerProcess pid=4575) ERROR 08-23 16:49:54 multiproc_worker_utils.py:226] Exception in worker: "
+        "No module named 'einops', Traceback (most recent call last): (VllmWorkerProcess pid=4575) ERROR 08-23 "
+        '16:49:54 multiproc_worker_utils.py:226] File "/w.py", line 223, in _run_worker_process'
+    )
+    assert normalize(raw) == [
+        "Exception in worker: No module named 'einops', Traceback (most recent call last):",
+        'File "/w.py", line 223, in _run_worker_process',
+    ]
 
 
 def test_the_same_line_from_several_ranks_is_kept_once_and_warnings_are_flagged():
@@ -165,10 +230,12 @@ def test_the_same_line_from_several_ranks_is_kept_once_and_warnings_are_flagged(
 
 
 def test_a_root_cause_wins_over_the_generic_symptom_after_it():
-    log = ("ERROR 10-16 05:20:48 registry.py:264] ImportError: /usr/local/lib/python3.10/dist-packages/"
-           "flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: _ZN3c105Error\n"
-           "Traceback (most recent call last):\n  File \"/usr/local/bin/vllm\", line 8, in <module>\n"
-           "ValueError: Model architectures ['LlavaForConditionalGeneration'] are not supported for now.\n")
+    log = (
+        "ERROR 10-16 05:20:48 registry.py:264] ImportError: /usr/local/lib/python3.10/dist-packages/"
+        "flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: _ZN3c105Error\n"
+        'Traceback (most recent call last):\n  File "/usr/local/bin/vllm", line 8, in <module>\n'
+        "ValueError: Model architectures ['LlavaForConditionalGeneration'] are not supported for now.\n"
+    )
     diagnosis = diagnose_text(log)
     assert diagnosis.playbook == "extension-undefined-symbol" and diagnosis.params["package"] == "flash-attn"
     alone = diagnose_text("ValueError: Model architectures ['FooForCausalLM'] are not supported for now.\n")
@@ -176,11 +243,13 @@ def test_a_root_cause_wins_over_the_generic_symptom_after_it():
 
 
 def test_chained_exceptions_keep_the_root_cause():
-    log = ("huggingface_hub.utils._errors.GatedRepoError: 401 Client Error.\n"
-           "Cannot access gated repo for url https://huggingface.co/api/models/meta-llama/x.\n\n"
-           "The above exception was the direct cause of the following exception:\n\n"
-           "Traceback (most recent call last):\n  File \"/a/restful_api.py\", line 771, in launch_model\n"
-           "RuntimeError: failed to launch model\n")
+    log = (
+        "huggingface_hub.utils._errors.GatedRepoError: 401 Client Error.\n"
+        "Cannot access gated repo for url https://huggingface.co/api/models/meta-llama/x.\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        'Traceback (most recent call last):\n  File "/a/restful_api.py", line 771, in launch_model\n'
+        "RuntimeError: failed to launch model\n"
+    )
     diagnosis = diagnose_text(log)
     assert (diagnosis.category, diagnosis.params) == ("unrepairable", {"reason": "credentials"})
 
@@ -193,11 +262,15 @@ def test_flaggems_culprit_only_when_it_is_a_registered_op():
 
 
 def test_kv_cache_message_variants_give_the_length_that_fits():
-    old = ("ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be stored "
-           "in KV cache (3664). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`")
+    old = (
+        "ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be stored "
+        "in KV cache (3664). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`"
+    )
     assert diagnose_text(old).params == {"key": "max_model_len", "value": 3664}
-    no_estimate = ("ValueError: To serve at least one request with the models's max seq len (32768), (4.00 GiB KV cache is "
-                   "needed, which is larger than the available KV cache memory (1.00 GiB).")
+    no_estimate = (
+        "ValueError: To serve at least one request with the models's max seq len (32768), (4.00 GiB KV cache is "
+        "needed, which is larger than the available KV cache memory (1.00 GiB)."
+    )
     assert diagnose_text(no_estimate).params == {"key": "max_model_len", "value": 8192}
 
 
@@ -225,8 +298,10 @@ def test_diagnosis_json_has_category_and_tool_argument_params_at_top_level():
 def test_cli_diagnose_reads_stdin_with_stray_bytes(tmp_path):
     from tests.cli_helpers import fr_agent
 
-    data = b"\xff\xfe garbage\n(EngineCore_DP0 pid=1) ERROR 01-01 00:00:00 [core.py:1] ValueError: Bfloat16 is only " \
-           b"supported on GPUs with compute capability of at least 8.0. Your Tesla T4 GPU has compute capability 7.5.\n"
+    data = (
+        b"\xff\xfe garbage\n(EngineCore_DP0 pid=1) ERROR 01-01 00:00:00 [core.py:1] ValueError: Bfloat16 is only "
+        b"supported on GPUs with compute capability of at least 8.0. Your Tesla T4 GPU has compute capability 7.5.\n"
+    )
     result = fr_agent("diagnose", "-", "--json", home=tmp_path, input=data.decode("latin-1"), timeout=120)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)  # exactly one JSON object
@@ -234,12 +309,16 @@ def test_cli_diagnose_reads_stdin_with_stray_bytes(tmp_path):
 
 
 def test_resolver_conflict_moves_the_pin_to_the_side_the_dependent_needs():
-    uv = ("Because vllm==0.5.4 depends on numpy<2.0.0 and you require vllm==0.5.4, we can conclude that you "
-          "require numpy<2.0.0.\nAnd because you require numpy==2.1.1, we can conclude that your requirements "
-          "are unsatisfiable.")
+    uv = (
+        "Because vllm==0.5.4 depends on numpy<2.0.0 and you require vllm==0.5.4, we can conclude that you "
+        "require numpy<2.0.0.\nAnd because you require numpy==2.1.1, we can conclude that your requirements "
+        "are unsatisfiable."
+    )
     assert diagnose_text(uv).params == {"package": "numpy", "action": "downgrade"}
-    pip = ("The conflict is caused by:\n    The user requested tokenizers==0.19.1\n"
-           "    transformers 5.19.0 depends on tokenizers<0.24.0,>=0.23.1")
+    pip = (
+        "The conflict is caused by:\n    The user requested tokenizers==0.19.1\n"
+        "    transformers 5.19.0 depends on tokenizers<0.24.0,>=0.23.1"
+    )
     assert diagnose_text(pip).params == {"package": "tokenizers", "action": "upgrade"}
     # A pin nobody depends on is not this failure.
     assert diagnose_text("error: you require foo==1.0 and it does not exist").category == "unknown"
@@ -253,19 +332,25 @@ def test_unrecognized_serve_arguments_drop_the_first_flag_only():
 
 
 def test_cache_folder_variable_comes_from_the_failing_library_frame():
-    triton = ('Traceback (most recent call last):\n  File "/usr/lib/python3/site-packages/triton/runtime/cache.py", '
-              'line 66, in __init__\n    os.makedirs(self.cache_dir, exist_ok=True)\n  File "/usr/lib/python3.10/os.py", '
-              "line 225, in makedirs\n    mkdir(name, mode)\nOSError: [Errno 30] Read-only file system: '/app/.cache/x'")
+    triton = (
+        'Traceback (most recent call last):\n  File "/usr/lib/python3/site-packages/triton/runtime/cache.py", '
+        'line 66, in __init__\n    os.makedirs(self.cache_dir, exist_ok=True)\n  File "/usr/lib/python3.10/os.py", '
+        "line 225, in makedirs\n    mkdir(name, mode)\nOSError: [Errno 30] Read-only file system: '/app/.cache/x'"
+    )
     assert diagnose_text(triton).params == {"name": "TRITON_CACHE_DIR", "value": "/tmp/triton-cache"}
     # A missing input file read by a library is not a cache folder.
-    missing = ('Traceback (most recent call last):\n  File "/x/site-packages/huggingface_hub/file_download.py", line 9, '
-               "in hf_hub_download\n    open(path)\nFileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'")
+    missing = (
+        'Traceback (most recent call last):\n  File "/x/site-packages/huggingface_hub/file_download.py", line 9, '
+        "in hf_hub_download\n    open(path)\nFileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'"
+    )
     assert diagnose_text(missing).category == "unknown"
 
 
 def test_torch_logs_typo_becomes_the_valid_name_or_errors_only():
-    log = ("ValueError: Invalid log settings: {}, must be a comma separated list of fully\nqualified module names\n"
-           "Valid settings:\nall, dynamo, graph_breaks, recompiles, recompiles_verbose\n")
+    log = (
+        "ValueError: Invalid log settings: {}, must be a comma separated list of fully\nqualified module names\n"
+        "Valid settings:\nall, dynamo, graph_breaks, recompiles, recompiles_verbose\n"
+    )
     assert diagnose_text(log.format("recompile")).params == {"name": "TORCH_LOGS", "value": "recompiles"}
     assert diagnose_text(log.format("+dynamo,bogus_thing")).params["value"] == "+dynamo"
     assert diagnose_text(log.format("zzz")).params["value"] == "-all"

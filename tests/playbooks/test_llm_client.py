@@ -10,7 +10,15 @@ import pytest
 
 from fr_agent.core.config import LLMSettings
 from fr_agent.playbooks.llm_client import (
-    ECHO, Endpoint, LLMClient, LLMError, calls_in_text, probe, resolve_endpoint, split_thinking, strip_calls,
+    ECHO,
+    Endpoint,
+    LLMClient,
+    LLMError,
+    calls_in_text,
+    probe,
+    resolve_endpoint,
+    split_thinking,
+    strip_calls,
 )
 from fr_agent.playbooks.llm_tools import ALL_SPECS, REPAIR_SPECS
 from fr_agent.playbooks.scripted_llm import Quirks, Script, ScriptedReply, serving
@@ -30,10 +38,13 @@ def serve(*replies, **quirks):
 
 def test_think_tags_are_split_from_the_answer():
     assert split_thinking("<think>a\nb</think>\nthe answer") == ("the answer", "a\nb")
-    assert split_thinking("opening tag was in the template</think>answer") == ("answer", "opening tag was in the template")
+    assert split_thinking("opening tag was in the template</think>answer") == (
+        "answer",
+        "opening tag was in the template",
+    )
     assert split_thinking("answer <think>cut off while thinking") == ("answer", "cut off while thinking")
     assert split_thinking("plain") == ("plain", None)
-    with serve({"think": "should I? {\"name\": \"not_a_call\"}", "content": "ok", "tool_calls": [ECHO_CALL]}) as server:
+    with serve({"think": 'should I? {"name": "not_a_call"}', "content": "ok", "tool_calls": [ECHO_CALL]}) as server:
         reply = client_for(server).chat(ASK, [ECHO], 64)
     assert reply.content == "ok" and reply.think_tags and "should I?" in reply.thinking
     assert [c.name for c in reply.calls] == ["echo"]  # the JSON inside <think> is not taken for a call
@@ -41,13 +52,19 @@ def test_think_tags_are_split_from_the_answer():
 
 def test_reasoning_content_goes_back_after_tool_calls():
     """DeepSeek answers 400 when a tool-calling turn comes back without its reasoning_content."""
-    with serve({"reasoning_content": "echo is the tool", "tool_calls": [ECHO_CALL]}, {"content": "done"},
-               require_reasoning_content=True) as server:
+    with serve(
+        {"reasoning_content": "echo is the tool", "tool_calls": [ECHO_CALL]},
+        {"content": "done"},
+        require_reasoning_content=True,
+    ) as server:
         client = client_for(server)
         first = client.chat(ASK, [ECHO], 64)
         assert first.assistant_message["reasoning_content"] == "echo is the tool"
-        follow = [*ASK, first.assistant_message,
-                  {"role": "tool", "tool_call_id": first.calls[0].id, "name": "echo", "content": "pong"}]
+        follow = [
+            *ASK,
+            first.assistant_message,
+            {"role": "tool", "tool_call_id": first.calls[0].id, "name": "echo", "content": "pong"},
+        ]
         assert client.chat(follow, [ECHO], 64).content == "done"
         # Without it, the same server refuses: the quirk is real, not a no-op.
         stripped = [*ASK, {k: v for k, v in first.assistant_message.items() if k != "reasoning_content"}, follow[-1]]
@@ -55,12 +72,15 @@ def test_reasoning_content_goes_back_after_tool_calls():
             client.chat(stripped, [ECHO], 64)
 
 
-@pytest.mark.parametrize("content", [
-    '{"name": "echo", "arguments": {"word": "pong"}}',
-    'Sure.\n```json\n{"tool": "echo", "args": {"word": "pong"}}\n```',
-    '<tool_call>\n{"name": "echo", "arguments": "{\\"word\\": \\"pong\\"}"}\n</tool_call>',
-    '[{"type": "function", "function": {"name": "echo", "arguments": {"word": "pong"}}}]',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"name": "echo", "arguments": {"word": "pong"}}',
+        'Sure.\n```json\n{"tool": "echo", "args": {"word": "pong"}}\n```',
+        '<tool_call>\n{"name": "echo", "arguments": "{\\"word\\": \\"pong\\"}"}\n</tool_call>',
+        '[{"type": "function", "function": {"name": "echo", "arguments": {"word": "pong"}}}]',
+    ],
+)
 def test_tool_calls_written_as_text_are_parsed(content):
     calls = calls_in_text(content)
     assert [(c.name, c.arguments) for c in calls] == [("echo", {"word": "pong"})]
@@ -76,8 +96,9 @@ def test_text_calls_from_a_server_without_a_tool_parser():
 
 
 def test_refused_strict_and_tool_choice_are_dropped_and_the_request_sent_again():
-    with serve({"tool_calls": [ECHO_CALL]}, {"tool_calls": [ECHO_CALL]}, reject_strict=True,
-               reject_tool_choice=True) as server:
+    with serve(
+        {"tool_calls": [ECHO_CALL]}, {"tool_calls": [ECHO_CALL]}, reject_strict=True, reject_tool_choice=True
+    ) as server:
         client = client_for(server)
         assert client.chat(ASK, [ECHO], 64).calls[0].name == "echo"
         statuses = [e["status"] for e in server.llm.exchanges]
@@ -104,17 +125,31 @@ def test_max_tokens_refused_switches_to_max_completion_tokens():
 
 
 def test_rate_limits_and_server_errors_are_retried_by_the_sdk():
-    with serve({"status": 429, "retry_after_ms": 10}, {"status": 503, "retry_after_ms": 10}, {"content": "ok"}) as server:
+    with serve(
+        {"status": 429, "retry_after_ms": 10}, {"status": 503, "retry_after_ms": 10}, {"content": "ok"}
+    ) as server:
         assert client_for(server, max_retries=2).chat(ASK, [], 64).content == "ok"
         assert [e["status"] for e in server.llm.exchanges] == [429, 503, 200]
 
 
-@pytest.mark.parametrize("reply, message", [
-    ({"status": 500, "error": "engine crashed", "retry_after_ms": 1}, "answered HTTP 500 after 2 tries: engine crashed"),
-    ({"status": 429, "error": "slow down", "retry_after_ms": 1}, "rate limiting (HTTP 429 after 2 tries): slow down"),
-    ({"status": 400, "error": "context length exceeded\nsecond line"}, "refused the request (HTTP 400): context length exceeded second line"),
-    ({"status": 401, "error": "bad key"}, "refused the API key (HTTP 401)"),
-])
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        (
+            {"status": 500, "error": "engine crashed", "retry_after_ms": 1},
+            "answered HTTP 500 after 2 tries: engine crashed",
+        ),
+        (
+            {"status": 429, "error": "slow down", "retry_after_ms": 1},
+            "rate limiting (HTTP 429 after 2 tries): slow down",
+        ),
+        (
+            {"status": 400, "error": "context length exceeded\nsecond line"},
+            "refused the request (HTTP 400): context length exceeded second line",
+        ),
+        ({"status": 401, "error": "bad key"}, "refused the API key (HTTP 401)"),
+    ],
+)
 def test_http_errors_end_in_one_clear_line(reply, message):
     with serve(*[reply] * 3) as server:
         with pytest.raises(LLMError) as err:
@@ -155,8 +190,12 @@ def test_tool_schemas_come_from_the_tools_own_args_models():
 
 
 def test_probe_reports_what_the_endpoint_can_do():
-    with serve({"reasoning_content": "thinking", "tool_calls": [ECHO_CALL]}, {"content": "done"},
-               reject_strict=True, require_reasoning_content=True) as server:
+    with serve(
+        {"reasoning_content": "thinking", "tool_calls": [ECHO_CALL]},
+        {"content": "done"},
+        reject_strict=True,
+        require_reasoning_content=True,
+    ) as server:
         report, _ = probe(Endpoint(base_url=server.url, model="scripted-llm"), LLMSettings())
     assert report.usable and report.native_tool_calls and not report.strict and report.reasoning_sent_back
     assert report.models_listed == ["scripted-llm"] and report.tokens > 0

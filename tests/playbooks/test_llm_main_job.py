@@ -21,12 +21,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fr_agent.core.events import (
+    ChatEvent,
+    LLMCallEvent,
+    NoteEvent,
+    PlanEvent,
+    RunFinishedEvent,
+    StageEvent,
+    ToolCallEvent,
+    VerificationEvent,
+    first,
+    of_kind,
+    read_events,
+)
 from fr_agent.playbooks.scripted_llm import Script, serving
 from fr_agent.shell.runs import summarize
-from fr_agent.core.events import (
-    ChatEvent, LLMCallEvent, NoteEvent, PlanEvent, RunFinishedEvent, StageEvent, ToolCallEvent, VerificationEvent, first,
-    of_kind, read_events,
-)
 from tests.cli_helpers import fr_agent
 
 RESPONDER = Path(__file__).parents[1] / "data" / "llm" / "main_job_responder.py"
@@ -56,9 +65,30 @@ def auto_run(request, fr_home, tiny_model, tmp_path_factory):
         return
     config = settings_file(tmp_path_factory.mktemp("auto") / "settings.yaml")
     env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", **without_llm_env()}
-    process = subprocess.Popen([sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--engine", "hf",
-                                "--planner", "auto", "--yes", "--config", str(config), "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fr_agent",
+            "run",
+            "tiny-llama",
+            "--chip",
+            "cpu",
+            "--engine",
+            "hf",
+            "--planner",
+            "auto",
+            "--yes",
+            "--config",
+            str(config),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     yield process
     if process.poll() is None:
         process.kill()
@@ -79,11 +109,32 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
     enough = settings_file(tmp_path / "budget.yaml", budget={"run_tokens": 200_000})
 
     with serving(Script(respond=f"{RESPONDER}:respond")) as server:
-        env = {**without_llm_env(), "FR_AGENT_LLM_BASE_URL": server.url, "FR_AGENT_LLM_MODEL": "scripted-llm",
-               "FR_AGENT_LLM_API_KEY": SECRET}
+        env = {
+            **without_llm_env(),
+            "FR_AGENT_LLM_BASE_URL": server.url,
+            "FR_AGENT_LLM_MODEL": "scripted-llm",
+            "FR_AGENT_LLM_API_KEY": SECRET,
+        }
         run_id = f"llm-main-job-{tmp_path.name[-12:]}-{os.getpid()}"
-        paused = fr_agent("run", "tiny-llama", "--chip", "cpu", "--engine", "hf", "--catalog", str(catalog),
-                          "--planner", "llm", "--config", str(small), "--yes", "--run-id", run_id, home=fr_home, env=env)
+        paused = fr_agent(
+            "run",
+            "tiny-llama",
+            "--chip",
+            "cpu",
+            "--engine",
+            "hf",
+            "--catalog",
+            str(catalog),
+            "--planner",
+            "llm",
+            "--config",
+            str(small),
+            "--yes",
+            "--run-id",
+            run_id,
+            home=fr_home,
+            env=env,
+        )
         assert paused.returncode == 75, paused.stderr[-2000:]
         assert "LLM token budget spent: 0 of 500 tokens" in paused.stderr and "fr-agent resume" in paused.stderr
         assert server.llm.requests == []  # paused before asking
@@ -95,8 +146,9 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
 
         # Resumed with a bigger budget, the planner runs; a line typed in the session is a hint too; stdin
         # ends at the approval prompt: the run stops there.
-        stopped = fr_agent("resume", run_id, "--config", str(enough), home=fr_home, env=env,
-                           input="what will you change?\n")
+        stopped = fr_agent(
+            "resume", run_id, "--config", str(enough), home=fr_home, env=env, input="what will you change?\n"
+        )
         assert stopped.returncode == 130 and "apply install_dependency(" in stopped.stdout, stopped.stderr[-2000:]
         asked = len(server.llm.requests)
         # The approval is a langgraph interrupt: resumed again, the same prompt comes back, the plan is not redone.
@@ -120,7 +172,9 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
     # round, and it answered in the session.
     chat = of_kind(events, ChatEvent)
     assert [(e.text, e.source) for e in chat if e.role == "user"] == [
-        ("why does the install fail?", "cli"), ("what will you change?", "session")]
+        ("why does the install fail?", "cli"),
+        ("what will you change?", "session"),
+    ]
     assert "- what will you change?" in requests[0]["messages"][1]["content"]
     assert any(e.role == "planner" and e.text.startswith("About your message") for e in chat)
     assert "planner: About your message" in stopped.stdout

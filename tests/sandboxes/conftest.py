@@ -24,8 +24,10 @@ def docker_client(fr_home):
     engine = None
     if url is None:
         if shutil.which("dockerd") is None:
-            pytest.skip("no Docker engine answers and dockerd is not installed "
-                        "(apt-get install -y --no-install-recommends docker.io debootstrap)")
+            pytest.skip(
+                "no Docker engine answers and dockerd is not installed "
+                "(apt-get install -y --no-install-recommends docker.io debootstrap)"
+            )
         if os.geteuid() != 0:
             pytest.skip("no Docker engine answers and starting dockerd needs root")
         try:
@@ -61,9 +63,11 @@ def build_wheel(dest: Path, name: str, version: str, files: dict[str, str]) -> P
     """A pure-Python wheel written by hand: enough for uv to install."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    entries = {**files,
-               f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-               f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: fr-agent-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    entries = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: fr-agent-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = "".join(f"{path},,\n" for path in entries) + f"{info}/RECORD,,\n"
     dest.mkdir(parents=True, exist_ok=True)
     wheel = dest / f"{dist}-{version}-py3-none-any.whl"
@@ -79,6 +83,10 @@ def breaking_wheels(tmp_path_factory) -> Path:
     """A wheel dir holding `fr-env-breaker`: its .pth start-up hook kills every Python process of the
     environment it is installed into (exit code 3), as a bad fix can."""
     wheels = tmp_path_factory.mktemp("wheels")
-    build_wheel(wheels, "fr-env-breaker", "1.0", {"fr_env_breaker.pth": "import os; os._exit(3)\n",
-                                                  "fr_env_breaker/__init__.py": ""})
+    build_wheel(
+        wheels,
+        "fr-env-breaker",
+        "1.0",
+        {"fr_env_breaker.pth": "import os; os._exit(3)\n", "fr_env_breaker/__init__.py": ""},
+    )
     return wheels

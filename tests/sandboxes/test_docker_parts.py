@@ -74,8 +74,17 @@ def test_relay_carries_a_conversation_both_ways(tmp_path):
 def test_no_engine_is_one_clear_line(tmp_path):
     if reachable("unix:///var/run/docker.sock"):
         pytest.skip("a Docker engine answers on the default socket here")
-    result = fr_agent("run", "tiny-llama", "--chip", "cpu", "--sandbox", "docker", "--yes", home=tmp_path,
-                      env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    result = fr_agent(
+        "run",
+        "tiny-llama",
+        "--chip",
+        "cpu",
+        "--sandbox",
+        "docker",
+        "--yes",
+        home=tmp_path,
+        env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )
     assert result.returncode == 2
     assert "no Docker engine answers" in one_line_error(result) and "fr-agent sandbox engine" in result.stderr
 

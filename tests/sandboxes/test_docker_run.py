@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from fr_agent.core.events import (
-    NoteEvent, PrecheckEvent, ToolCallEvent, VerificationEvent, first, of_kind, read_events,
+    NoteEvent,
+    PrecheckEvent,
+    ToolCallEvent,
+    VerificationEvent,
+    first,
+    of_kind,
+    read_events,
 )
 from tests.cli_helpers import fr_agent
 from tests.sandboxes.conftest import build_wheel
@@ -30,8 +36,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 # Small, except the task suites: the card linter blocks a card with a zero score, which the tiny model
 # gets on a one-item category; 20 per category it scores above zero on each.
-SMALL_EVAL = {"prompts": 2, "max_new_tokens": 4, "topk_tokens": 4, "heldout_tokens": 32, "tasks_per_category": 20,
-              "concurrency": []}
+SMALL_EVAL = {
+    "prompts": 2,
+    "max_new_tokens": 4,
+    "topk_tokens": 4,
+    "heldout_tokens": 32,
+    "tasks_per_category": 20,
+    "concurrency": [],
+}
 MODELING = '''"""A tiny Llama whose code needs a package of its own, as many hub models' code does."""
 import fr_test_accel  # noqa: F401
 
@@ -60,24 +72,32 @@ def remote_code_model(tiny_model: Path, hf_home: Path, tmp: Path) -> str:
     return repo_id
 
 
-def test_main_job_in_docker_rolls_back_a_fix_that_breaks_the_environment(fr_home, tiny_model, docker_client, cpu_image,
-                                                                          breaking_wheels, tmp_path):
+def test_main_job_in_docker_rolls_back_a_fix_that_breaks_the_environment(
+    fr_home, tiny_model, docker_client, cpu_image, breaking_wheels, tmp_path
+):
     build_wheel(breaking_wheels, "fr-test-accel", "1.0", {"fr_test_accel/__init__.py": ""})
     repo_id = remote_code_model(tiny_model, fr_home / "hf", tmp_path)
     catalog = tmp_path / "catalog"
     catalog.mkdir()
     (catalog / "chips.yaml").write_text(resources.files("fr_agent.core.catalog").joinpath("chips.yaml").read_text())
     models = yaml.safe_load(resources.files("fr_agent.core.catalog").joinpath("models.yaml").read_text())
-    models["tiny-remote-code"] = {**{k: v for k, v in models["tiny-llama"].items() if k != "fixture"},
-                                 "repo_id": repo_id, "trust_remote_code": True}
+    models["tiny-remote-code"] = {
+        **{k: v for k, v in models["tiny-llama"].items() if k != "fixture"},
+        "repo_id": repo_id,
+        "trust_remote_code": True,
+    }
     (catalog / "models.yaml").write_text(yaml.safe_dump(models))
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"eval": SMALL_EVAL, "sandbox": {"find_links": [str(breaking_wheels)]}}))
     script = tmp_path / "planner.yaml"
-    script.write_text(json.dumps([
-        [{"tool": "install_dependency", "args": {"package": "fr-env-breaker", "version": "1.0"}}],
-        [{"tool": "install_dependency", "args": {"package": "fr-test-accel", "version": "1.0"}}],
-    ]))
+    script.write_text(
+        json.dumps(
+            [
+                [{"tool": "install_dependency", "args": {"package": "fr-env-breaker", "version": "1.0"}}],
+                [{"tool": "install_dependency", "args": {"package": "fr-test-accel", "version": "1.0"}}],
+            ]
+        )
+    )
 
     run_id = f"docker-e2e-{secrets.token_hex(3)}"
     try:
@@ -89,17 +109,39 @@ def test_main_job_in_docker_rolls_back_a_fix_that_breaks_the_environment(fr_home
 
 
 def check_the_run(run_id, fr_home, docker_client, catalog, settings, script):
-    result = fr_agent("run", "tiny-remote-code", "--chip", "cpu", "--engine", "hf", "--sandbox", "docker",
-                      "--catalog", str(catalog), "--config", str(settings), "--planner", f"script:{script}", "--yes",
-                      "--run-id", run_id, "--json", home=fr_home, timeout=900, env={"HF_HOME": str(fr_home / "hf")})
+    result = fr_agent(
+        "run",
+        "tiny-remote-code",
+        "--chip",
+        "cpu",
+        "--engine",
+        "hf",
+        "--sandbox",
+        "docker",
+        "--catalog",
+        str(catalog),
+        "--config",
+        str(settings),
+        "--planner",
+        f"script:{script}",
+        "--yes",
+        "--run-id",
+        run_id,
+        "--json",
+        home=fr_home,
+        timeout=900,
+        env={"HF_HOME": str(fr_home / "hf")},
+    )
     summary = json.loads(result.stdout or "{}")
     assert result.returncode == 0, (result.stderr[-3000:], summary.get("reason"), summary.get("stages"))
     assert summary["status"] == "passed" and summary["publish_dir"]
     assert [(f["tool"], f["args"]["package"]) for f in summary["fixes"]] == [("install_dependency", "fr-test-accel")]
     load = [s for s in summary["stages"] if s["stage"] == "load"]
     assert [s["ok"] for s in load] == [False, True]
-    assert "requires the following packages that were not found in your environment: fr_test_accel" in \
-        Path(load[0]["log_path"]).read_text()
+    assert (
+        "requires the following packages that were not found in your environment: fr_test_accel"
+        in Path(load[0]["log_path"]).read_text()
+    )
 
     events = read_events(Path(summary["transcript"]))
     verifications = [(e.args["package"], e.ok) for e in of_kind(events, VerificationEvent)]
@@ -113,19 +155,37 @@ def check_the_run(run_id, fr_home, docker_client, catalog, settings, script):
     # The run's environment is an image: the rolled-back package is not in it, the fix is.
     images = [tag for image in docker_client.images.list(name=f"fr-agent-run/{run_id}-*") for tag in image.tags]
     assert any(tag.endswith(":work") for tag in images) and any(":snap-" in tag for tag in images)
-    listing = docker_client.containers.run(next(t for t in images if t.endswith(":work")),
-                                           ["/opt/venv/bin/python", "-c", "import importlib.metadata as m; "
-                                            "print(sorted(d.metadata['Name'] for d in m.distributions()))"],
-                                           remove=True, network_mode="none").decode()
+    listing = docker_client.containers.run(
+        next(t for t in images if t.endswith(":work")),
+        [
+            "/opt/venv/bin/python",
+            "-c",
+            "import importlib.metadata as m; print(sorted(d.metadata['Name'] for d in m.distributions()))",
+        ],
+        remove=True,
+        network_mode="none",
+    ).decode()
     assert "fr-test-accel" in listing and "fr-env-breaker" not in listing
 
     # Replay in containers too: the same graph, the kept fix re-applied, no planner, every stage and the gate pass.
-    replay = fr_agent("transcripts", "replay", run_id, "--sandbox", "docker", "--json", "--config", str(settings),
-                      home=fr_home, timeout=900, env={"HF_HOME": str(fr_home / "hf")})
+    replay = fr_agent(
+        "transcripts",
+        "replay",
+        run_id,
+        "--sandbox",
+        "docker",
+        "--json",
+        "--config",
+        str(settings),
+        home=fr_home,
+        timeout=900,
+        env={"HF_HOME": str(fr_home / "hf")},
+    )
     assert replay.returncode == 0, replay.stderr[-3000:]
     replayed = json.loads(replay.stdout)
     assert replayed["compare"]["reproduced"] and replayed["compare"]["status"] == ["passed", "passed"]
     replay_events = read_events(Path(replayed["replay"]["transcript"]))
     assert [(e.status, e.args["package"]) for e in of_kind(replay_events, ToolCallEvent)] == [
-        ("replayed", "fr-test-accel")]
+        ("replayed", "fr-test-accel")
+    ]
     assert not of_kind(replay_events, VerificationEvent)

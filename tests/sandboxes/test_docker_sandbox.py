@@ -17,8 +17,13 @@ pytestmark = pytest.mark.docker
 
 
 def recipe(packages=(), **env) -> Recipe:
-    return Recipe(model=ModelRef(name="m"), chip="cpu", base_image="fr-agent/cpu-base:bookworm",
-                  packages=[PackagePin(name=n, version=v) for n, v in packages], env=env)
+    return Recipe(
+        model=ModelRef(name="m"),
+        chip="cpu",
+        base_image="fr-agent/cpu-base:bookworm",
+        packages=[PackagePin(name=n, version=v) for n, v in packages],
+        env=env,
+    )
 
 
 SIX = recipe([("six", "1.16.0")])
@@ -26,9 +31,16 @@ SIX = recipe([("six", "1.16.0")])
 
 @pytest.fixture(scope="module")
 def box(docker_client, cpu_image, cpu_chip, fr_home, breaking_wheels, tmp_path_factory) -> DockerSandbox:
-    sandbox = DockerSandbox(tmp_path_factory.mktemp("dbox"), "test-docker-sandbox", cpu_chip, fr_home / "cache",
-                            fr_home / "hf", settings=DockerSettings(memory_gib=0.5, pids_limit=128),
-                            find_links=[str(breaking_wheels)], client=docker_client)
+    sandbox = DockerSandbox(
+        tmp_path_factory.mktemp("dbox"),
+        "test-docker-sandbox",
+        cpu_chip,
+        fr_home / "cache",
+        fr_home / "hf",
+        settings=DockerSettings(memory_gib=0.5, pids_limit=128),
+        find_links=[str(breaking_wheels)],
+        client=docker_client,
+    )
     assert sandbox.sync_packages(SIX, log_name="install").ok
     yield sandbox
     sandbox.close()
@@ -43,18 +55,22 @@ def test_image_is_the_chip_base_plus_the_dockerfile(docker_client, cpu_image, cp
     base = docker_client.images.get(cpu_chip.base_image)
     image = docker_client.images.get(cpu_image)
     assert set(base.attrs["RootFS"]["Layers"]) < set(image.attrs["RootFS"]["Layers"])  # FROM the base
-    code = ("import sys, shutil, sysconfig, os; print(sys.version_info[:2] == (3, 11), bool(shutil.which('gcc')), "
-            "os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'), open('/etc/debian_version').read()[:2])")
+    code = (
+        "import sys, shutil, sysconfig, os; print(sys.version_info[:2] == (3, 11), bool(shutil.which('gcc')), "
+        "os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'), open('/etc/debian_version').read()[:2])"
+    )
     result = python(box, code)
     assert result.ok and result.output.splitlines()[-1] == "True True True 12", result.output
 
 
 def test_steps_are_isolated_from_host_env_network_and_privileges(box, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret-should-not-leak-0000000000")
-    code = ("import os, sys, socket\nprint(sys.prefix, os.getcwd(), os.environ.get('OPENAI_API_KEY'), os.environ['MY_FLAG'])\n"
-            "cap = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\nprint(cap)\n"
-            "try:\n    socket.create_connection(('pypi.org', 443), timeout=5); print('online')\n"
-            "except OSError as err:\n    print('offline', type(err).__name__)")
+    code = (
+        "import os, sys, socket\nprint(sys.prefix, os.getcwd(), os.environ.get('OPENAI_API_KEY'), os.environ['MY_FLAG'])\n"
+        "cap = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\nprint(cap)\n"
+        "try:\n    socket.create_connection(('pypi.org', 443), timeout=5); print('online')\n"
+        "except OSError as err:\n    print('offline', type(err).__name__)"
+    )
     result = python(box, code, recipe([("six", "1.16.0")], MY_FLAG="it's on"))
     first, cap, net = result.output.strip().splitlines()[-3:]
     assert result.ok and first == f"/opt/venv {box.workdir} None it's on", result.output
@@ -83,8 +99,10 @@ def test_memory_limit_is_enforced(box):
 
 
 def test_pids_limit_is_enforced(box):
-    code = ("import threading, time\nfor i in range(400):\n"
-            "    threading.Thread(target=time.sleep, args=(10,), daemon=True).start()\nprint('started 400')")
+    code = (
+        "import threading, time\nfor i in range(400):\n"
+        "    threading.Thread(target=time.sleep, args=(10,), daemon=True).start()\nprint('started 400')"
+    )
     result = python(box, code, log="pids")
     assert not result.ok and result.output.strip().endswith("RuntimeError: can't start new thread")
 
@@ -114,8 +132,9 @@ def test_a_served_engine_is_reached_without_a_network(box):
     from fr_agent.agents.stages import free_port
 
     port = free_port()
-    server = box.start([box.python, "-m", "http.server", "--bind", "127.0.0.1", str(port)], SIX, port=port,
-                       log_name="serve")
+    server = box.start(
+        [box.python, "-m", "http.server", "--bind", "127.0.0.1", str(port)], SIX, port=port, log_name="serve"
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -133,17 +152,30 @@ def test_a_served_engine_is_reached_without_a_network(box):
 
 
 def test_precheck_runs_inside_the_container(box, cpu_chip):
-    host = Precheck(checks=[Check(name="device", ok=True, detail="cpu"), Check(name="compiler", ok=False, detail="host")])
+    host = Precheck(
+        checks=[Check(name="device", ok=True, detail="cpu"), Check(name="compiler", ok=False, detail="host")]
+    )
     checked = box.precheck(host, SIX, cpu_chip, params_b=0.001)
     by_name = {c.name: c for c in checked.checks}
-    assert {"sandbox image", "python", "package index", "os packages", "compiler", "python headers", "c++ compiler",
-            "device nodes", "disk", "shm"} <= set(by_name)
+    assert {
+        "sandbox image",
+        "python",
+        "package index",
+        "os packages",
+        "compiler",
+        "python headers",
+        "c++ compiler",
+        "device nodes",
+        "disk",
+        "shm",
+    } <= set(by_name)
     assert by_name["compiler"].ok and by_name["compiler"].detail.startswith("in container:")  # replaces the host's
     assert by_name["device"].detail == "cpu" and checked.ok, [c for c in checked.checks if not c.ok]
     assert "8.0 GiB" in by_name["shm"].detail  # the chip profile's shm size, not docker's 64 MiB default
 
-    needs_cards = cpu_chip.model_copy(update={"container": cpu_chip.container.model_copy(
-        update={"devices": ["/dev/fr-no-such-card[0-9]*"]})})
+    needs_cards = cpu_chip.model_copy(
+        update={"container": cpu_chip.container.model_copy(update={"devices": ["/dev/fr-no-such-card[0-9]*"]})}
+    )
     missing = {c.name: c for c in box.precheck(host, SIX, needs_cards, params_b=0.001).checks}["device nodes"]
     assert not missing.ok and "/dev/fr-no-such-card" in missing.detail
 

@@ -44,7 +44,10 @@ def run_probe(tmp_path, spec: dict, interpret: bool = False):
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.run(
         [sys.executable, str(PROBE), str(spec_path)],
-        capture_output=True, text=True, env=_env(interpret), timeout=300,
+        capture_output=True,
+        text=True,
+        env=_env(interpret),
+        timeout=300,
     )
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, f"stdout must be one JSON line:\n{proc.stdout}\n{proc.stderr}"
@@ -93,32 +96,46 @@ def test_kernels_backend_without_interpreter_fails_then_reference_repairs(tmp_pa
     result, proc = run_probe(tmp_path, spec)
     _assert_all_pass(
         result,
-        {"rms_norm": "reference", "silu_and_mul": "reference", "rotary_embedding": "reference",
-         "softmax": "reference", "linear": "torch"},
+        {
+            "rms_norm": "reference",
+            "silu_and_mul": "reference",
+            "rotary_embedding": "reference",
+            "softmax": "reference",
+            "linear": "torch",
+        },
         proc.stderr,
     )
 
 
 def test_kernels_backend_with_interpreter_passes(tmp_path):
-    result, proc = run_probe(
-        tmp_path, {"dtype": "bfloat16", "backend": "kernels", "ops": ALL_OPS}, interpret=True
-    )
+    result, proc = run_probe(tmp_path, {"dtype": "bfloat16", "backend": "kernels", "ops": ALL_OPS}, interpret=True)
     _assert_all_pass(
         result,
-        {"rms_norm": "kernels", "silu_and_mul": "kernels", "rotary_embedding": "kernels",
-         "softmax": "kernels", "linear": "torch"},
+        {
+            "rms_norm": "kernels",
+            "silu_and_mul": "kernels",
+            "rotary_embedding": "kernels",
+            "softmax": "kernels",
+            "linear": "torch",
+        },
         proc.stderr,
     )
 
 
 def test_cast_and_disabled(tmp_path):
-    result, proc = run_probe(tmp_path, {
-        "dtype": "bfloat16", "backend": "torch", "ops": ["softmax", "linear", "rms_norm"],
-        "cast": {"softmax": "float32", "linear": "float32", "rms_norm": "float32"},
-        "disabled": ["rms_norm"],  # disabled wins over cast
-    })
+    result, proc = run_probe(
+        tmp_path,
+        {
+            "dtype": "bfloat16",
+            "backend": "torch",
+            "ops": ["softmax", "linear", "rms_norm"],
+            "cast": {"softmax": "float32", "linear": "float32", "rms_norm": "float32"},
+            "disabled": ["rms_norm"],  # disabled wins over cast
+        },
+    )
     _assert_all_pass(
-        result, {"softmax": "cast:float32", "linear": "cast:float32", "rms_norm": "reference"},
+        result,
+        {"softmax": "cast:float32", "linear": "cast:float32", "rms_norm": "reference"},
         proc.stderr,
     )
 
@@ -130,10 +147,15 @@ def test_flaggems_missing_is_an_error_record(tmp_path):
         pass
     else:
         pytest.skip("flag_gems is installed here")
-    result, proc = run_probe(tmp_path, {
-        "dtype": "float32", "backend": "flaggems", "ops": ["softmax", "linear"],
-        "disabled": ["linear"],
-    })
+    result, proc = run_probe(
+        tmp_path,
+        {
+            "dtype": "float32",
+            "backend": "flaggems",
+            "ops": ["softmax", "linear"],
+            "disabled": ["linear"],
+        },
+    )
     assert result["ok"] is False
     rec = result["ops"]["softmax"]
     assert rec["status"] == "error" and rec["impl"] == "flaggems"
@@ -147,26 +169,37 @@ def test_native_crash_mismatch_nonfinite(tmp_path):
     """Fake kernels: one kills the process, one is wrong, one returns NaN."""
     kdir = tmp_path / "fake_kernels"
     kdir.mkdir()
-    (kdir / "rms_norm.py").write_text(textwrap.dedent("""
+    (kdir / "rms_norm.py").write_text(
+        textwrap.dedent("""
         import os
         def rms_norm(x, weight, eps):
             os.abort()
-    """))
-    (kdir / "silu_and_mul.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (kdir / "silu_and_mul.py").write_text(
+        textwrap.dedent("""
         import torch
         def silu_and_mul(x):
             d = x.shape[-1] // 2
             return torch.full_like(x[..., :d], float("nan"))
-    """))
-    (kdir / "softmax.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (kdir / "softmax.py").write_text(
+        textwrap.dedent("""
         import torch
         def softmax(x):
             return torch.softmax(x * 1.1, dim=-1)
-    """))
-    result, proc = run_probe(tmp_path, {
-        "dtype": "float32", "backend": "kernels", "kernels_dir": str(kdir),
-        "ops": ["rms_norm", "silu_and_mul", "softmax", "rotary_embedding", "bogus_op"],
-    })
+    """)
+    )
+    result, proc = run_probe(
+        tmp_path,
+        {
+            "dtype": "float32",
+            "backend": "kernels",
+            "kernels_dir": str(kdir),
+            "ops": ["rms_norm", "silu_and_mul", "softmax", "rotary_embedding", "bogus_op"],
+        },
+    )
     ops = result["ops"]
     assert result["ok"] is False
     assert ops["rms_norm"]["status"] == "error" and ops["rms_norm"]["impl"] == "kernels"
@@ -178,17 +211,25 @@ def test_native_crash_mismatch_nonfinite(tmp_path):
     assert ops["bogus_op"]["status"] == "error" and "unknown op" in ops["bogus_op"]["error"]
     summary = [ln for ln in proc.stderr.splitlines() if ln.startswith("op_check: ")]
     assert [ln.split()[1:3] for ln in summary] == [
-        ["rms_norm", "failed:"], ["silu_and_mul", "nonfinite:"], ["softmax", "mismatch:"],
-        ["bogus_op", "failed:"]]
-    assert proc.stderr.rstrip().splitlines()[-len(summary):] == summary  # last in the log
+        ["rms_norm", "failed:"],
+        ["silu_and_mul", "nonfinite:"],
+        ["softmax", "mismatch:"],
+        ["bogus_op", "failed:"],
+    ]
+    assert proc.stderr.rstrip().splitlines()[-len(summary) :] == summary  # last in the log
 
 
 def test_bad_spec_still_answers_one_json_line(tmp_path):
     result, proc = run_probe(tmp_path, {"dtype": "float8", "ops": ["softmax"]})
     assert result["ok"] is False
     assert "unsupported dtype" in result["ops"]["softmax"]["error"]
-    proc = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "missing.json")],
-                          capture_output=True, text=True, env=_env(False), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        env=_env(False),
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["ok"] is False
 
@@ -196,10 +237,14 @@ def test_bad_spec_still_answers_one_json_line(tmp_path):
 def test_kernels_listed_in_the_plan_run_on_any_backend(tmp_path):
     """The recipe's `kernels` list swaps our kernels in over the torch backend, new ops included."""
     ops = ["layer_norm", "fused_add_rms_norm", "softmax"]
-    result, proc = run_probe(tmp_path, {"dtype": "bfloat16", "backend": "torch", "ops": ops,
-                                        "kernels": ["layer_norm", "fused_add_rms_norm"]}, interpret=True)
-    _assert_all_pass(result, {"layer_norm": "kernels", "fused_add_rms_norm": "kernels", "softmax": "torch"},
-                     proc.stderr)
+    result, proc = run_probe(
+        tmp_path,
+        {"dtype": "bfloat16", "backend": "torch", "ops": ops, "kernels": ["layer_norm", "fused_add_rms_norm"]},
+        interpret=True,
+    )
+    _assert_all_pass(
+        result, {"layer_norm": "kernels", "fused_add_rms_norm": "kernels", "softmax": "torch"}, proc.stderr
+    )
 
 
 def test_op_lists_match_the_core():

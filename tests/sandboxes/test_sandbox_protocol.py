@@ -56,8 +56,12 @@ def sandbox_reference(node: ast.expr) -> bool:
         return node.id == "sandbox"
     if isinstance(node, ast.Attribute) and node.attr == "sandbox":
         owner = node.value
-        return not (isinstance(owner, ast.Name) and owner.id == "settings"
-                    or isinstance(owner, ast.Attribute) and owner.attr == "settings")
+        return not (
+            isinstance(owner, ast.Name)
+            and owner.id == "settings"
+            or isinstance(owner, ast.Attribute)
+            and owner.attr == "settings"
+        )
     return False
 
 
@@ -72,7 +76,12 @@ def test_no_caller_probes_a_sandbox():
     probes = []
     for path in project_sources():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
-                    and node.args and sandbox_reference(node.args[0])):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and node.args
+                and sandbox_reference(node.args[0])
+            ):
                 probes.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
     assert not probes, "declare the member on fr_agent.sandboxes.base.Sandbox instead:\n" + "\n".join(probes)

@@ -9,10 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.shell.batch import (Batch, BatchState, Interrupted, JobState, Launch, LaunchSpec, ProcessResult, Try, judge,
-                            load_jobs, load_state, now, open_batch, summary_rows)
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import Transcript
+from fr_agent.shell.batch import (
+    Batch,
+    BatchState,
+    Interrupted,
+    JobState,
+    Launch,
+    LaunchSpec,
+    ProcessResult,
+    Try,
+    judge,
+    load_jobs,
+    load_state,
+    now,
+    open_batch,
+    summary_rows,
+)
 from tests.cli_helpers import fr_agent, one_line_error
 
 
@@ -25,7 +39,10 @@ def jobs_file(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
 def test_matrix_expands_with_defaults_exclude_and_include(tmp_path):
     (tmp_path / "settings.yaml").write_text("limits: {max_attempts: 3}\n")
     (tmp_path / "plan.yaml").write_text("[]\n")
-    spec, jobs = load_jobs(jobs_file(tmp_path, """
+    spec, jobs = load_jobs(
+        jobs_file(
+            tmp_path,
+            """
 concurrency: 3
 retries: 2
 defaults: {engine: hf, config: settings.yaml}
@@ -37,33 +54,51 @@ exclude:
   - {chip: ascend, engine: vllm}
 include:
   - {model: tiny-llama, chip: metax, planner: "script:plan.yaml", with_flaggems: true}
-"""))
+""",
+        )
+    )
     assert spec.concurrency == 3 and spec.retries == 2
     assert [j.id for j in jobs] == [
-        "tiny-llama@cpu+engine=hf+config=settings.yaml", "tiny-llama@cpu+engine=vllm+config=settings.yaml",
+        "tiny-llama@cpu+engine=hf+config=settings.yaml",
+        "tiny-llama@cpu+engine=vllm+config=settings.yaml",
         "tiny-llama@ascend+engine=hf+config=settings.yaml",
-        "Qwen-Qwen3-0.6B@cpu+engine=hf+config=settings.yaml", "Qwen-Qwen3-0.6B@cpu+engine=vllm+config=settings.yaml",
+        "Qwen-Qwen3-0.6B@cpu+engine=hf+config=settings.yaml",
+        "Qwen-Qwen3-0.6B@cpu+engine=vllm+config=settings.yaml",
         "Qwen-Qwen3-0.6B@ascend+engine=hf+config=settings.yaml",
         "tiny-llama@metax+engine=hf+planner=script-plan.yaml+with_flaggems=True+config=settings.yaml",
     ]
     included = jobs[-1]
-    assert included.engine == "hf" and included.config == str(tmp_path / "settings.yaml")  # defaults apply, paths resolved
+    assert included.engine == "hf" and included.config == str(
+        tmp_path / "settings.yaml"
+    )  # defaults apply, paths resolved
     assert included.planner == f"script:{tmp_path / 'plan.yaml'}"
     args = included.run_args("r1", None)
     assert args[:7] == ["run", "tiny-llama", "--chip", "metax", "--yes", "--json", "--run-id"]
-    assert ["--engine", "hf"] == args[args.index("--engine"):args.index("--engine") + 2] and "--with-flaggems" in args
+    assert ["--engine", "hf"] == args[args.index("--engine") : args.index("--engine") + 2] and "--with-flaggems" in args
 
 
-@pytest.mark.parametrize("text, message", [
-    ("matrix:\n  model: [tiny-llama\n  chip: [cpu]\n", "is not valid YAML (line 3, column"),
-    ("matrix: {model: [tiny-llama], chip: [cpu, quantum9000]}\n", "job tiny-llama@quantum9000: unknown chip 'quantum9000'"),
-    ("include: [{model: tiny-llama, chip: cpu}, {model: tiny-llama, chip: cpu}]\n", "job tiny-llama@cpu is listed twice"),
-    ("matrix: {model: [tiny-llama], chip: [cpu]}\nretries: -1\n", "retries: Input should be greater than or equal to 0"),
-    ("matrix: {model: [tiny-llama], chip: [cpu]}\nparallel: 4\n", "parallel: Extra inputs are not permitted"),
-    ("concurrency: 2\n", "no jobs: give a `matrix` and/or `include`"),
-    ("- tiny-llama\n", "must be a mapping"),
-    ("include: [{model: tiny-llama, chip: cpu, config: missing.yaml}]\n", "no settings file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("matrix:\n  model: [tiny-llama\n  chip: [cpu]\n", "is not valid YAML (line 3, column"),
+        (
+            "matrix: {model: [tiny-llama], chip: [cpu, quantum9000]}\n",
+            "job tiny-llama@quantum9000: unknown chip 'quantum9000'",
+        ),
+        (
+            "include: [{model: tiny-llama, chip: cpu}, {model: tiny-llama, chip: cpu}]\n",
+            "job tiny-llama@cpu is listed twice",
+        ),
+        (
+            "matrix: {model: [tiny-llama], chip: [cpu]}\nretries: -1\n",
+            "retries: Input should be greater than or equal to 0",
+        ),
+        ("matrix: {model: [tiny-llama], chip: [cpu]}\nparallel: 4\n", "parallel: Extra inputs are not permitted"),
+        ("concurrency: 2\n", "no jobs: give a `matrix` and/or `include`"),
+        ("- tiny-llama\n", "must be a mapping"),
+        ("include: [{model: tiny-llama, chip: cpu, config: missing.yaml}]\n", "no settings file"),
+    ],
+)
 def test_bad_jobs_files_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(FrAgentError) as err:
         load_jobs(jobs_file(tmp_path, text))
@@ -71,16 +106,33 @@ def test_bad_jobs_files_are_one_line_errors(tmp_path, text, message):
 
 
 def test_cli_rejects_bad_jobs_files_with_exit_2_and_lists_good_ones(fr_home, tmp_path):
-    broken = fr_agent("batch", str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [cpu\n", "broken.yaml")),
-                      home=fr_home, timeout=120)
+    broken = fr_agent(
+        "batch",
+        str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [cpu\n", "broken.yaml")),
+        home=fr_home,
+        timeout=120,
+    )
     assert broken.returncode == 2 and "broken.yaml is not valid YAML" in one_line_error(broken)
-    unknown = fr_agent("batch", str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [tpu9]}\n", "chip.yaml")),
-                       home=fr_home, timeout=120)
+    unknown = fr_agent(
+        "batch",
+        str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [tpu9]}\n", "chip.yaml")),
+        home=fr_home,
+        timeout=120,
+    )
     assert unknown.returncode == 2 and "unknown chip 'tpu9'" in one_line_error(unknown)
     assert not list((fr_home / "batches").glob("broken-*")) and not list((fr_home / "batches").glob("chip-*"))
-    listed = fr_agent("batch", str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [cpu, ascend]}\n", "ok.yaml")),
-                      "--dry-run", "--json", home=fr_home, timeout=120)
-    assert listed.returncode == 0 and [j["job"] for j in json.loads(listed.stdout)] == ["tiny-llama@cpu", "tiny-llama@ascend"]
+    listed = fr_agent(
+        "batch",
+        str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [cpu, ascend]}\n", "ok.yaml")),
+        "--dry-run",
+        "--json",
+        home=fr_home,
+        timeout=120,
+    )
+    assert listed.returncode == 0 and [j["job"] for j in json.loads(listed.stdout)] == [
+        "tiny-llama@cpu",
+        "tiny-llama@ascend",
+    ]
     assert not list((fr_home / "batches").glob("ok-*"))  # a dry run starts no batch
 
 
@@ -92,7 +144,9 @@ class ScriptedExecutor:
 
     name = "scripted"
 
-    def __init__(self, script: dict[str, list[str]], absent_chips: tuple[str, ...] = (), interrupt_after: int | None = None):
+    def __init__(
+        self, script: dict[str, list[str]], absent_chips: tuple[str, ...] = (), interrupt_after: int | None = None
+    ):
         self.script = {job: list(outcomes) for job, outcomes in script.items()}
         self.absent_chips = absent_chips
         self.running: list[LaunchSpec] = []
@@ -115,10 +169,19 @@ class ScriptedExecutor:
         outcome = self.script[spec.job_id].pop(0)
         if outcome == "crash":
             return [(spec.job_id, ProcessResult(exit_code=-9, seconds=1.0, host="here", summary=None))]
-        summary = {"status": outcome, "reason": f"scripted {outcome}", "attempts": 2,
-                   "fixes": [{"tool": "set_env_var"}], "eval": {"gate_passed": outcome == "passed"}}
-        return [(spec.job_id, ProcessResult(exit_code=0 if outcome == "passed" else 1, seconds=2.5, host="here",
-                                            summary=summary))]
+        summary = {
+            "status": outcome,
+            "reason": f"scripted {outcome}",
+            "attempts": 2,
+            "fixes": [{"tool": "set_env_var"}],
+            "eval": {"gate_passed": outcome == "passed"},
+        }
+        return [
+            (
+                spec.job_id,
+                ProcessResult(exit_code=0 if outcome == "passed" else 1, seconds=2.5, host="here", summary=summary),
+            )
+        ]
 
     def interrupt(self) -> list[tuple[str, ProcessResult]]:
         stopped = [(s.job_id, ProcessResult(exit_code=130, seconds=0.5, host="here")) for s in self.running]
@@ -142,9 +205,15 @@ def new_batch(tmp_path, text=SCHEDULER_JOBS, executor=None) -> tuple[Batch, Scri
     path = jobs_file(tmp_path, text)
     spec, jobs = load_jobs(path)
     directory, state = open_batch(path, tmp_path / "home", resume=False)
-    executor = executor or ScriptedExecutor({"m-pass@cpu": ["passed"], "m-fail@cpu": ["failed", "eval_failed"],
-                                             "m-crash@cpu": ["crash", "passed"], "m-precheck@ascend": ["precheck_failed"]},
-                                            absent_chips=("metax",))
+    executor = executor or ScriptedExecutor(
+        {
+            "m-pass@cpu": ["passed"],
+            "m-fail@cpu": ["failed", "eval_failed"],
+            "m-crash@cpu": ["crash", "passed"],
+            "m-precheck@ascend": ["precheck_failed"],
+        },
+        absent_chips=("metax",),
+    )
     return Batch(spec, jobs, directory, state, tmp_path / "home", executor), executor, directory
 
 
@@ -153,17 +222,25 @@ def test_scheduler_retries_with_fresh_runs_and_respects_concurrency(tmp_path):
     state = batch.run()
     rows = {r["job"]: r for r in summary_rows(state)}
     assert {k: (r["status"], r["tries"]) for k, r in rows.items()} == {
-        "m-pass@cpu": ("passed", 1), "m-fail@cpu": ("eval_failed", 2), "m-crash@cpu": ("passed", 2),
+        "m-pass@cpu": ("passed", 1),
+        "m-fail@cpu": ("eval_failed", 2),
+        "m-crash@cpu": ("passed", 2),
         "m-precheck@ascend": ("precheck_failed", 1),  # the same precheck would fail again: not retried
-        "m-nohost@metax": ("no_host", 1)}
+        "m-nohost@metax": ("no_host", 1),
+    }
     assert rows["m-nohost@metax"]["launches"] == 0 and rows["m-nohost@metax"]["reason"] == "no host has metax"
     assert executor.most_at_once == 2
     # A retry is a new run (its own run id, so a fresh attempt budget), never a resume of the failed one.
     crash_runs = rows["m-crash@cpu"]["runs"]
     assert len(set(crash_runs)) == 2 and crash_runs[1].endswith("-t2")
     assert [s.args[0] for s in executor.launched if s.job_id == "m-crash@cpu"] == ["run", "run"]
-    assert "--run-id" in executor.launched[0].args and executor.launched[0].args[-2:] == ["--home", str(tmp_path / "home")]
-    assert rows["m-pass@cpu"]["attempts"] == 2 and rows["m-pass@cpu"]["fixes"] == 1 and rows["m-pass@cpu"]["gate_passed"]
+    assert "--run-id" in executor.launched[0].args and executor.launched[0].args[-2:] == [
+        "--home",
+        str(tmp_path / "home"),
+    ]
+    assert (
+        rows["m-pass@cpu"]["attempts"] == 2 and rows["m-pass@cpu"]["fixes"] == 1 and rows["m-pass@cpu"]["gate_passed"]
+    )
     assert rows["m-crash@cpu"]["seconds"] == 3.5
     # What is on disk is what the scheduler holds.
     assert load_state(directory) == state and (directory / "jobs.yaml").read_text() == SCHEDULER_JOBS
@@ -172,9 +249,13 @@ def test_scheduler_retries_with_fresh_runs_and_respects_concurrency(tmp_path):
 
 def test_judge_reads_the_run_then_the_process():
     run = {"status": "failed", "reason": "load: unrepairable"}
-    assert judge(ProcessResult(exit_code=1, seconds=1, host="h", summary=run), False) == ("failed", "load: unrepairable")
-    assert judge(ProcessResult(exit_code=2, seconds=1, host="h", stderr_tail="warn\nerror: unknown model 'x'\n"),
-                 False) == ("error", "unknown model 'x'")
+    assert judge(ProcessResult(exit_code=1, seconds=1, host="h", summary=run), False) == (
+        "failed",
+        "load: unrepairable",
+    )
+    assert judge(
+        ProcessResult(exit_code=2, seconds=1, host="h", stderr_tail="warn\nerror: unknown model 'x'\n"), False
+    ) == ("error", "unknown model 'x'")
     assert judge(ProcessResult(exit_code=-9, seconds=1, host="h"), False) == ("crashed", "killed by SIGKILL")
     assert judge(ProcessResult(exit_code=-2, seconds=1, host="h", timed_out=True), False)[0] == "timeout"
     unfinished = {"status": "unfinished", "reason": "run did not finish"}
@@ -196,33 +277,43 @@ def write_run(runs: Path, run_id: str, finished: str | None) -> Path:
 
 
 def test_resume_settles_finished_runs_resumes_unfinished_and_keeps_passed_jobs(tmp_path):
-    path = jobs_file(tmp_path, "include: [{model: a, chip: cpu}, {model: b, chip: cpu}, {model: c, chip: cpu}, "
-                               "{model: d, chip: cpu}]\n")
+    path = jobs_file(
+        tmp_path,
+        "include: [{model: a, chip: cpu}, {model: b, chip: cpu}, {model: c, chip: cpu}, {model: d, chip: cpu}]\n",
+    )
     spec, jobs = load_jobs(path)
     home = tmp_path / "home"
     directory, state = open_batch(path, home, resume=False)
     bid = state.batch_id
     launch = Launch(kind="start", started=now(), log="x")
     state.jobs = {
-        "a@cpu": JobState(job=jobs[0], final=True, tries=[Try(number=1, run_id=f"{bid}-00-t1", outcome="passed",
-                                                               launches=[launch])]),
+        "a@cpu": JobState(
+            job=jobs[0], final=True, tries=[Try(number=1, run_id=f"{bid}-00-t1", outcome="passed", launches=[launch])]
+        ),
         "b@cpu": JobState(job=jobs[1], tries=[Try(number=1, run_id=f"{bid}-01-t1", launches=[launch])]),
         "c@cpu": JobState(job=jobs[2], tries=[Try(number=1, run_id=f"{bid}-02-t1", launches=[launch])]),
         "d@cpu": JobState(job=jobs[3], tries=[Try(number=1, run_id=f"{bid}-03-t1", launches=[launch])]),
     }
-    write_run(home / "runs", f"{bid}-01-t1", finished=None)        # killed mid-run: resume from its checkpoint
-    write_run(home / "runs", f"{bid}-02-t1", finished="passed")    # ended while the batch was dead: just noted
-    (home / "runs" / f"{bid}-03-t1").mkdir()                        # killed before its request was written
+    write_run(home / "runs", f"{bid}-01-t1", finished=None)  # killed mid-run: resume from its checkpoint
+    write_run(home / "runs", f"{bid}-02-t1", finished="passed")  # ended while the batch was dead: just noted
+    (home / "runs" / f"{bid}-03-t1").mkdir()  # killed before its request was written
     executor = ScriptedExecutor({"b@cpu": ["passed"], "d@cpu": ["passed"]})
     state = Batch(spec, jobs, directory, state, home, executor).run()
     launched = {s.job_id: s.args for s in executor.launched}
     assert set(launched) == {"b@cpu", "d@cpu"}
     assert launched["b@cpu"][:2] == ["resume", f"{bid}-01-t1"]
-    assert launched["d@cpu"][:6] == ["run", "d", "--chip", "cpu", "--yes", "--json"] and f"{bid}-03-t1" in launched["d@cpu"]
+    assert (
+        launched["d@cpu"][:6] == ["run", "d", "--chip", "cpu", "--yes", "--json"]
+        and f"{bid}-03-t1" in launched["d@cpu"]
+    )
     assert not (home / "runs" / f"{bid}-03-t1").exists()
     rows = {r["job"]: r for r in summary_rows(state)}
     assert {k: (r["status"], r["tries"], r["launches"]) for k, r in rows.items()} == {
-        "a@cpu": ("passed", 1, 1), "b@cpu": ("passed", 1, 2), "c@cpu": ("passed", 1, 1), "d@cpu": ("passed", 1, 2)}
+        "a@cpu": ("passed", 1, 1),
+        "b@cpu": ("passed", 1, 2),
+        "c@cpu": ("passed", 1, 1),
+        "d@cpu": ("passed", 1, 2),
+    }
     assert rows["c@cpu"]["reason"] == "it passed"
     lost = state.jobs["b@cpu"].tries[0].launches[0]  # killed with the batch: timed until its run's last event
     assert lost.seconds is not None and 0 <= lost.seconds < 60 and lost.exit_code is None
@@ -230,11 +321,19 @@ def test_resume_settles_finished_runs_resumes_unfinished_and_keeps_passed_jobs(t
 
 def test_an_interrupt_leaves_in_flight_runs_open_for_resume(tmp_path):
     executor = ScriptedExecutor({"m-pass@cpu": ["passed"], "m-fail@cpu": ["failed"]}, interrupt_after=2)
-    batch, _, directory = new_batch(tmp_path, "concurrency: 2\ninclude: [{model: m-pass, chip: cpu}, "
-                                              "{model: m-fail, chip: cpu}, {model: m-later, chip: cpu}]\n", executor)
+    batch, _, directory = new_batch(
+        tmp_path,
+        "concurrency: 2\ninclude: [{model: m-pass, chip: cpu}, "
+        "{model: m-fail, chip: cpu}, {model: m-later, chip: cpu}]\n",
+        executor,
+    )
     with pytest.raises(Interrupted):
         batch.run()
     saved = load_state(directory)
-    assert [saved.jobs[j].status for j in ("m-pass@cpu", "m-fail@cpu", "m-later@cpu")] == ["unfinished", "unfinished", "pending"]
+    assert [saved.jobs[j].status for j in ("m-pass@cpu", "m-fail@cpu", "m-later@cpu")] == [
+        "unfinished",
+        "unfinished",
+        "pending",
+    ]
     assert all(saved.jobs[j].tries[0].launches[0].exit_code == 130 for j in ("m-pass@cpu", "m-fail@cpu"))
     assert isinstance(saved, BatchState) and saved.sessions[-1].finished is not None

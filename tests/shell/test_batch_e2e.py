@@ -16,8 +16,17 @@ from pathlib import Path
 import pytest
 
 from fr_agent.core.events import (
-    DiagnosisEvent, EvalEvent, NoteEvent, PlanEvent, RunFinishedEvent, StageEvent, ToolCallEvent, VerificationEvent,
-    last, of_kind, read_events,
+    DiagnosisEvent,
+    EvalEvent,
+    NoteEvent,
+    PlanEvent,
+    RunFinishedEvent,
+    StageEvent,
+    ToolCallEvent,
+    VerificationEvent,
+    last,
+    of_kind,
+    read_events,
 )
 from tests.browser import render
 from tests.cli_helpers import fr_agent, wait_for
@@ -60,18 +69,29 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     env = {**os.environ, "FR_AGENT_HOME": str(home), "HF_HOME": str(fr_home / "hf"), "HF_HUB_OFFLINE": "1"}
 
     started = time.monotonic()
-    first = subprocess.Popen([sys.executable, "-m", "fr_agent", "batch", str(jobs), "--json"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "fr_agent", "batch", str(jobs), "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def repaired_run_mid_attempt():
             state = batch_state(home)
-            if not state or REPAIRED not in state["jobs"] or not all(
-                    state["jobs"][j]["final"] for j in state["jobs"] if j != REPAIRED):
+            if (
+                not state
+                or REPAIRED not in state["jobs"]
+                or not all(state["jobs"][j]["final"] for j in state["jobs"] if j != REPAIRED)
+            ):
                 return None
             tries = state["jobs"][REPAIRED]["tries"]
             transcript = home / "runs" / tries[0]["run_id"] / "transcript.jsonl" if tries else None
-            if transcript and transcript.exists() and any(
-                    e.stage == "load" and e.ok for e in of_kind(read_events(transcript), StageEvent)):
+            if (
+                transcript
+                and transcript.exists()
+                and any(e.stage == "load" and e.ok for e in of_kind(read_events(transcript), StageEvent))
+            ):
                 return transcript
             return None
 
@@ -81,8 +101,11 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
         first.wait()
     killed_at = time.monotonic() - started
     killed = batch_state(home)
-    before = {j: (home / "runs" / s["tries"][0]["run_id"] / "transcript.jsonl").read_bytes()
-              for j, s in killed["jobs"].items() if s["final"]}
+    before = {
+        j: (home / "runs" / s["tries"][0]["run_id"] / "transcript.jsonl").read_bytes()
+        for j, s in killed["jobs"].items()
+        if s["final"]
+    }
     assert len(before) == 2 and not killed["jobs"][REPAIRED]["final"]
     size = transcript.stat().st_size
     time.sleep(3)
@@ -91,15 +114,21 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert last(killed_events, RunFinishedEvent) is None
 
     html = tmp_path / "batch.html"
-    resumed = subprocess.run([sys.executable, "-m", "fr_agent", "batch", str(jobs), "--resume", "--json",
-                              "--html", str(html)], env=env, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fr_agent", "batch", str(jobs), "--resume", "--json", "--html", str(html)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert resumed.returncode == 1, resumed.stderr[-3000:]  # three jobs fail for good
     report = json.loads(resumed.stdout)
     rows = {r["job"]: r for r in report["jobs"]}
     assert {j: (r["status"], r["tries"], r["launches"]) for j, r in rows.items()} == {
         REPAIRED: ("passed", 1, 2),
         "tiny-llama@ascend+engine=hf+config=fast-eval.yaml": ("precheck_failed", 1, 1),
-        "no-such-org-no-such-model@cpu+engine=hf+config=fast-eval.yaml": ("error", 1, 1)}
+        "no-such-org-no-such-model@cpu+engine=hf+config=fast-eval.yaml": ("error", 1, 1),
+    }
 
     # Nothing redone: the resumed session launched only the unfinished run, as a resume of its checkpoint.
     state = batch_state(home)
@@ -132,16 +161,33 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert len([s for s in shown["stages"] if not s["ok"]]) == 0 and len(shown["bars"]) > 0
 
     # Replay: the recorded fix re-applied to the analysed recipe with no planner; every stage and the gate pass.
-    replay = fr_agent("transcripts", "replay", repaired["run_id"], "--json", "--config", str(tmp_path / "replay-gate.yaml"),
-                      home=home, timeout=900, env={"HF_HOME": str(fr_home / "hf")})
+    replay = fr_agent(
+        "transcripts",
+        "replay",
+        repaired["run_id"],
+        "--json",
+        "--config",
+        str(tmp_path / "replay-gate.yaml"),
+        home=home,
+        timeout=900,
+        env={"HF_HOME": str(fr_home / "hf")},
+    )
     assert replay.returncode == 0, replay.stderr[-3000:]
     result = json.loads(replay.stdout)
     assert result["compare"]["reproduced"] and result["compare"]["status"] == ["passed", "passed"]
     replay_events = read_events(Path(result["replay"]["transcript"]))
     assert not any(isinstance(e, PlanEvent | DiagnosisEvent | VerificationEvent) for e in replay_events)
     assert [(e.status, e.tool, e.args) for e in of_kind(replay_events, ToolCallEvent)] == [
-        ("replayed", "fix_serve_config", {"key": "dtype", "value": "float32"})]
+        ("replayed", "fix_serve_config", {"key": "dtype", "value": "float32"})
+    ]
     assert [e.stage for e in of_kind(replay_events, StageEvent) if e.ok] == [
-        "install", "import", "device", "load", "operators", "serve", "smoke"]
+        "install",
+        "import",
+        "device",
+        "load",
+        "operators",
+        "serve",
+        "smoke",
+    ]
     per_job = ", ".join(f"{j}: {r['seconds']}s" for j, r in rows.items())
     print(f"\nbatch killed at {killed_at:.0f}s; resumed session {state['sessions'][1]['wall_s']}s; per job: {per_job}")

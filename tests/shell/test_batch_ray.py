@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.shell.batch_ray import host_resources
 from fr_agent.core.catalog import load_catalog
+from fr_agent.shell.batch_ray import host_resources
 from tests.cli_helpers import fr_agent
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -34,8 +34,13 @@ def free_port() -> int:
 
 def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1", *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_node(node: subprocess.Popen) -> None:
@@ -53,19 +58,47 @@ def ray_cluster(fr_home, tmp_path):
     env = {**os.environ, **RAY_ENV, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1"}
     # Ray's own files go to a private, short directory (its socket paths must stay under 107 bytes).
     temp_dir = tempfile.mkdtemp(prefix="frray-")
-    nodes = [start_node(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
-                         f"--temp-dir={temp_dir}", f"--resources={json.dumps({'chip:cpu': 2})}"], env, tmp_path / "head.log")]
+    nodes = [
+        start_node(
+            [
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={port}",
+                "--include-dashboard=false",
+                f"--temp-dir={temp_dir}",
+                f"--resources={json.dumps({'chip:cpu': 2})}",
+            ],
+            env,
+            tmp_path / "head.log",
+        )
+    ]
     try:
         address = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         while subprocess.run([RAY, "status", f"--address={address}"], env=env, capture_output=True).returncode != 0:
             assert nodes[0].poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(1)
-        nodes.append(start_node([f"--address={address}", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
-                                 f"--resources={json.dumps({'chip:kunlunxin': 1})}"], env, tmp_path / "worker.log"))
-        while "chip:kunlunxin" not in subprocess.run([RAY, "status", f"--address={address}"], env=env,
-                                                     capture_output=True, text=True).stdout:
-            assert nodes[1].poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+        nodes.append(
+            start_node(
+                [
+                    f"--address={address}",
+                    "--node-ip-address=127.0.0.1",
+                    f"--temp-dir={temp_dir}",
+                    f"--resources={json.dumps({'chip:kunlunxin': 1})}",
+                ],
+                env,
+                tmp_path / "worker.log",
+            )
+        )
+        while (
+            "chip:kunlunxin"
+            not in subprocess.run(
+                [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
+            ).stdout
+        ):
+            assert nodes[1].poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[
+                -3000:
+            ]
             time.sleep(1)
         yield address
     finally:
@@ -84,8 +117,18 @@ include:
   - {model: tiny-llama, chip: kunlunxin}            # launched on the chip:kunlunxin node; its precheck finds no card
   - {model: tiny-llama, chip: ascend}               # no node advertises chip:ascend: never launched
 """)
-    result = fr_agent("batch", str(jobs), "--executor", "ray", "--address", ray_cluster, "--json", home=fr_home,
-                      timeout=300, env=RAY_ENV)
+    result = fr_agent(
+        "batch",
+        str(jobs),
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster,
+        "--json",
+        home=fr_home,
+        timeout=300,
+        env=RAY_ENV,
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["executor"] == "ray"
@@ -97,8 +140,10 @@ include:
     assert rows["tiny-llama@ascend"]["status"] == "no_host" and rows["tiny-llama@ascend"]["launches"] == 0
     assert "no Ray node advertises chip:ascend (the cluster has: cpu, kunlunxin)" == rows["tiny-llama@ascend"]["reason"]
     state = json.loads((Path(report["batch_dir"]) / "batch.json").read_text())
-    host = {job: state["jobs"][job]["tries"][0]["launches"][0]["host"]
-            for job in ("no-such-org-no-such-model@cpu", "tiny-llama@kunlunxin")}
+    host = {
+        job: state["jobs"][job]["tries"][0]["launches"][0]["host"]
+        for job in ("no-such-org-no-such-model@cpu", "tiny-llama@kunlunxin")
+    }
     assert all("/" in h for h in host.values()) and len(set(host.values())) == 2, host  # two different Ray nodes
     run_dir = fr_home / "runs" / rows["tiny-llama@kunlunxin"]["run_id"]
     assert json.loads((run_dir / "request.json").read_text())["chip"] == "kunlunxin"  # written by the Ray task

@@ -20,8 +20,14 @@ def test_corpus_is_real_and_sourced():
     labels = load_labels(CORPUS)
     assert len(labels) >= 150
     assert all(label.source.startswith("https://") for label in labels)
-    assert {label.category for label in labels} == {"install_dependency", "set_env_var", "patch_operator",
-                                                    "fix_serve_config", "unrepairable", "unknown"}
+    assert {label.category for label in labels} == {
+        "install_dependency",
+        "set_env_var",
+        "patch_operator",
+        "fix_serve_config",
+        "unrepairable",
+        "unknown",
+    }
 
 
 def test_accuracy_on_the_corpus_stays_above_the_measured_floor():
@@ -41,7 +47,9 @@ def test_param_comparison_uses_pip_names_and_numbers():
 
 def test_broken_corpus_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "logs").mkdir()
-    (tmp_path / "labels.yaml").write_text(yaml.safe_dump([{"file": "x.log", "category": "unknown", "source": "s", "fix": "f"}]))
+    (tmp_path / "labels.yaml").write_text(
+        yaml.safe_dump([{"file": "x.log", "category": "unknown", "source": "s", "fix": "f"}])
+    )
     with pytest.raises(FrAgentError, match="not there"):
         load_labels(tmp_path)
     assert main(["--corpus", str(tmp_path)]) == 2

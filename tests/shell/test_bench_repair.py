@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,10 @@ from fr_agent.agents.analyse import starting_recipe
 from fr_agent.agents.repair import Fix, RunState
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
-from fr_agent.shell.bench_repair import Perturbation, Scenario, judge, load_scenarios, render, run
-from fr_agent.core.recipe import STAGES, ModelRef
 from fr_agent.core.events import CLASS_OF_KIND, DiagnosisEvent, Event, NoteEvent, first, of_kind, read_events
+from fr_agent.core.recipe import STAGES, ModelRef
 from fr_agent.core.request import RunRequest
+from fr_agent.shell.bench_repair import Perturbation, Scenario, judge, load_scenarios, render, run
 from tests.cli_helpers import fr_agent
 
 KINDS = {"install_dependency", "set_env_var", "patch_operator", "fix_serve_config"}
@@ -27,8 +27,9 @@ KINDS = {"install_dependency", "set_env_var", "patch_operator", "fix_serve_confi
 def base_recipe():
     catalog = load_catalog()
     entry = catalog.model("tiny-llama")
-    return starting_recipe(ModelRef(name="tiny-llama", path="/models/tiny-llama"), entry.facts, catalog.chip("cpu"),
-                           False, engine="hf")
+    return starting_recipe(
+        ModelRef(name="tiny-llama", path="/models/tiny-llama"), entry.facts, catalog.chip("cpu"), False, engine="hf"
+    )
 
 
 def test_scenarios_cover_every_kind_with_a_verify_command():
@@ -50,10 +51,14 @@ def test_every_scenario_breaks_something():
 def test_perturbation_semantics():
     base = base_recipe()
     assert base.serve.engine == "hf" and base.package("transformers")
-    broken = Perturbation(drop_packages=["transformers"], pin={"huggingface_hub": "0.20.0", "triton": None},
-                          removed=["safetensors"], env={"TORCH_LOGS": "recompile"},
-                          engine_args={"max_model_len": None, "enforce_eager": True},
-                          operators={"kernels": ["rms_norm"]}).apply(base)
+    broken = Perturbation(
+        drop_packages=["transformers"],
+        pin={"huggingface_hub": "0.20.0", "triton": None},
+        removed=["safetensors"],
+        env={"TORCH_LOGS": "recompile"},
+        engine_args={"max_model_len": None, "enforce_eager": True},
+        operators={"kernels": ["rms_norm"]},
+    ).apply(base)
     assert broken.package("transformers") is None
     assert broken.package("huggingface-hub").version == "0.20.0" and broken.package("triton").version is None
     assert broken.package("torch") == base.package("torch")
@@ -63,20 +68,35 @@ def test_perturbation_semantics():
     assert broken.changes == base.changes == []  # a fault is not a recorded fix
 
 
-@pytest.mark.parametrize("text, message", [
-    ("- id: [unclosed", "cannot read"),
-    ("{}", "expected a list"),
-    ("- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
-     "   expect: [{tool: set_env_var}], verify: {python: 'pass', serve_check: true}}", "exactly one of"),
-    ("- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import, bogus: 1,\n"
-     "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}", "bogus"),
-    ("- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
-     "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}\n"
-     "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
-     "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}", "duplicate scenario id"),
-    ("- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import, model: {remote_code_imports: ['os; x']},\n"
-     "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}", "not module names"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- id: [unclosed", "cannot read"),
+        ("{}", "expected a list"),
+        (
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
+            "   expect: [{tool: set_env_var}], verify: {python: 'pass', serve_check: true}}",
+            "exactly one of",
+        ),
+        (
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import, bogus: 1,\n"
+            "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}",
+            "bogus",
+        ),
+        (
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
+            "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}\n"
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
+            "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}",
+            "duplicate scenario id",
+        ),
+        (
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import, model: {remote_code_imports: ['os; x']},\n"
+            "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}",
+            "not module names",
+        ),
+    ],
+)
 def test_bad_scenario_files_fail_in_one_line(tmp_path, text, message):
     path = tmp_path / "scenarios.yaml"
     path.write_text(text)
@@ -85,18 +105,28 @@ def test_bad_scenario_files_fail_in_one_line(tmp_path, text, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-SCENARIO = Scenario.model_validate({
-    "id": "missing-x", "kind": "install_dependency", "description": "d", "real_world": "r", "fails_at": "import",
-    "expect": [{"tool": "install_dependency", "args": {"package": "X_Pkg"}}], "verify": {"python": "import x"}})
+SCENARIO = Scenario.model_validate(
+    {
+        "id": "missing-x",
+        "kind": "install_dependency",
+        "description": "d",
+        "real_world": "r",
+        "fails_at": "import",
+        "expect": [{"tool": "install_dependency", "args": {"package": "X_Pkg"}}],
+        "verify": {"python": "import x"},
+    }
+)
 FIX = {"tool": "install_dependency", "args": {"package": "x-pkg", "action": "install"}}
 
 
 def ev(kind: str, attempt: int = 1, **fields) -> Event:
     """An event as the loop writes it; the fields judge does not read are filled in."""
-    filler = {"stage": {"detail": "ok"}, "verification": {"detail": "ok"},
-              "diagnosis": {"stage": "import", "evidence": [], "confidence": 1.0, "explanation": "e", "signature": "s"}}
-    return CLASS_OF_KIND[kind](run_id="r", attempt=attempt, ts=datetime.now(timezone.utc),
-                               **filler.get(kind, {}) | fields)
+    filler = {
+        "stage": {"detail": "ok"},
+        "verification": {"detail": "ok"},
+        "diagnosis": {"stage": "import", "evidence": [], "confidence": 1.0, "explanation": "e", "signature": "s"},
+    }
+    return CLASS_OF_KIND[kind](run_id="r", attempt=attempt, ts=datetime.now(UTC), **filler.get(kind, {}) | fields)
 
 
 def judged(scenario: Scenario, events: list[Event], values: dict, mode: str, verify_ok: bool | None) -> dict:
@@ -106,15 +136,19 @@ def judged(scenario: Scenario, events: list[Event], values: dict, mode: str, ver
     return judge(scenario, events, state, mode, verify_ok)
 
 
-def transcript(tmp_path: Path, *, verified: bool = True, rerun: tuple = STAGES, first_fail: str = "import") -> list[Event]:
+def transcript(
+    tmp_path: Path, *, verified: bool = True, rerun: tuple = STAGES, first_fail: str = "import"
+) -> list[Event]:
     def stage(name: str, ok: bool, attempt: int) -> Event:
         log = tmp_path / f"a{attempt}-{name}.log"
         log.write_text("validator output\n")
         return ev("stage", attempt, stage=name, ok=ok, log_path=str(log))
 
-    events = [stage(s, True, 1) for s in STAGES[:STAGES.index(first_fail)]] + [stage(first_fail, False, 1)]
-    events += [ev("diagnosis", category="install_dependency", playbook="missing-module"),
-               ev("tool_call", status="applied", **FIX)]
+    events = [stage(s, True, 1) for s in STAGES[: STAGES.index(first_fail)]] + [stage(first_fail, False, 1)]
+    events += [
+        ev("diagnosis", category="install_dependency", playbook="missing-module"),
+        ev("tool_call", status="applied", **FIX),
+    ]
     if verified:
         events.append(ev("verification", ok=True, **FIX))
     return events + [stage(s, True, 2) for s in rerun]
@@ -155,10 +189,13 @@ def test_judge_accepts_stages_kept_from_before_a_later_fix(tmp_path):
     """Two fixes; the second re-runs from `operators`, so install..load keep their pass from attempt 2."""
     scenario = SCENARIO.model_copy(update={"fails_at": "operators"})
     second = {"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "reference"}}
-    events = transcript(tmp_path, first_fail="operators", rerun=STAGES[:STAGES.index("operators")])
-    events += [ev("stage", 2, stage="operators", ok=False),
-               ev("tool_call", status="applied", **second), ev("verification", ok=True, **second)]
-    for name in STAGES[STAGES.index("operators"):]:
+    events = transcript(tmp_path, first_fail="operators", rerun=STAGES[: STAGES.index("operators")])
+    events += [
+        ev("stage", 2, stage="operators", ok=False),
+        ev("tool_call", status="applied", **second),
+        ev("verification", ok=True, **second),
+    ]
+    for name in STAGES[STAGES.index("operators") :]:
         log = tmp_path / f"a3-{name}.log"
         log.write_text("ok\n")
         events.append(ev("stage", 3, stage=name, ok=True, log_path=str(log)))
@@ -175,7 +212,9 @@ def test_judge_names_broken_scenarios_and_failed_repairs(tmp_path):
     assert judged(SCENARIO, clean, values, "stages", True)["outcome"] == "did_not_fail"
     elsewhere = judged(SCENARIO, transcript(tmp_path, first_fail="load"), {**values, "fixes": [FIX]}, "stages", True)
     assert elsewhere["outcome"] == "wrong_failure"
-    stuck = judged(SCENARIO, transcript(tmp_path), {"passed": ["install"], "fixes": [FIX], "attempt": 3}, "stages", None)
+    stuck = judged(
+        SCENARIO, transcript(tmp_path), {"passed": ["install"], "fixes": [FIX], "attempt": 3}, "stages", None
+    )
     assert stuck["outcome"] == "not_repaired"
     other_fix = {"tool": "set_env_var", "args": {"name": "X", "value": "1"}}
     wrong = judged(SCENARIO, transcript(tmp_path), {**values, "fixes": [other_fix]}, "stages", True)

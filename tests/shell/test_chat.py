@@ -6,14 +6,14 @@ import io
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from fr_agent.core.hints import HintBox
-from fr_agent.shell.chat import ChatSession, approval_answer
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import NoteEvent, Transcript
+from fr_agent.core.hints import HintBox
+from fr_agent.shell.chat import ChatSession, approval_answer
 from tests.cli_helpers import fr_agent, one_line_error
 
 CALL = {"call": {"tool": "install_dependency", "args": {"package": "torchvision", "action": "remove"}}}
@@ -43,14 +43,21 @@ def test_hints_are_delivered_once_even_across_a_resume(tmp_path):
 
 def test_piped_session_answers_prompts_and_keeps_hints(tmp_path):
     said: list[str] = []
-    session = ChatSession(io.StringIO("try float32\ne\n{\"package\": \"torchvision\", \"action\": \"remove\"}\nn\n"),
-                          said.append, terminal=False, runs_dir=tmp_path)
-    assert approval_answer(session, CALL) == {"decision": "edit", "args": {"package": "torchvision", "action": "remove"}}
+    session = ChatSession(
+        io.StringIO('try float32\ne\n{"package": "torchvision", "action": "remove"}\nn\n'),
+        said.append,
+        terminal=False,
+        runs_dir=tmp_path,
+    )
+    assert approval_answer(session, CALL) == {
+        "decision": "edit",
+        "args": {"package": "torchvision", "action": "remove"},
+    }
     assert approval_answer(session, CALL) == {"decision": "decline"}
     assert not (tmp_path / "run-1").exists()
     # The hint came before the run directory was known: kept, then written once the run's first event names it.
     (tmp_path / "run-1").mkdir()
-    session.on_event(NoteEvent(run_id="run-1", ts=datetime.now(timezone.utc), message="resumed"))
+    session.on_event(NoteEvent(run_id="run-1", ts=datetime.now(UTC), message="resumed"))
     assert [h.text for h in HintBox(tmp_path / "run-1").pending()] == ["try float32"]
     assert any("hint noted: 'try float32'" in line for line in said)
     with pytest.raises(EOFError):

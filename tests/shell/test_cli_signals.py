@@ -30,9 +30,26 @@ def alive(pid: int) -> bool:
 def test_sigterm_mid_run_stops_the_server_and_keeps_the_checkpoint(fr_home, tiny_model):
     env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     run_dir = fr_home / "runs" / f"sigterm-{uuid.uuid4().hex[:8]}"  # the home is shared: a fresh run
-    process = subprocess.Popen([sys.executable, "-m", "fr_agent", "run", "tiny-llama", "--chip", "cpu", "--engine",
-                                "hf", "--yes", "--run-id", run_dir.name], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fr_agent",
+            "run",
+            "tiny-llama",
+            "--chip",
+            "cpu",
+            "--engine",
+            "hf",
+            "--yes",
+            "--run-id",
+            run_dir.name,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pidfile = run_dir / "sandbox" / "logs" / "server.pid"
     deadline = time.monotonic() + 600
     while not (pidfile.exists() and pidfile.read_text().strip()) and process.poll() is None:

@@ -33,12 +33,14 @@ def test_base_dependencies_are_light_and_the_host_extra_has_the_model_stack():
 
 def cli(args: list[str], prelude: str = "", **kwargs) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter; it prints which heavy modules it imported on the way out."""
-    code = (f"import atexit, sys\n{prelude}\n"
-            f"atexit.register(lambda: print('HEAVY', sorted(m for m in sys.modules if m in {HEAVY!r} "
-            "and sys.modules[m] is not None), file=sys.stderr))\n"
-            "from fr_agent.shell.cli import main\n"
-            f"sys.argv = ['fr-agent', *{args!r}]\n"
-            "main()\n")
+    code = (
+        f"import atexit, sys\n{prelude}\n"
+        f"atexit.register(lambda: print('HEAVY', sorted(m for m in sys.modules if m in {HEAVY!r} "
+        "and sys.modules[m] is not None), file=sys.stderr))\n"
+        "from fr_agent.shell.cli import main\n"
+        f"sys.argv = ['fr-agent', *{args!r}]\n"
+        "main()\n"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **kwargs)
 
 
@@ -51,8 +53,12 @@ def test_cli_commands_import_no_model_stack(args):
 
 def test_the_fixture_without_the_host_extra_is_a_one_line_error(tmp_path):
     env = {**os.environ, "FR_AGENT_HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    done = cli(["run", "tiny-llama", "--chip", "cpu", "--yes"], cwd=tmp_path, env=env,
-               prelude="sys.modules.update(torch=None, transformers=None, tokenizers=None)")
+    done = cli(
+        ["run", "tiny-llama", "--chip", "cpu", "--yes"],
+        cwd=tmp_path,
+        env=env,
+        prelude="sys.modules.update(torch=None, transformers=None, tokenizers=None)",
+    )
     assert done.returncode == 2, done.stderr
     assert "error: the tiny-llama fixture needs the host extra: pip install 'fr-agent[host]'" in done.stderr
     assert "Traceback" not in done.stderr
@@ -61,5 +67,10 @@ def test_the_fixture_without_the_host_extra_is_a_one_line_error(tmp_path):
 def test_the_eval_without_the_host_extra_names_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
     with pytest.raises(MissingExtra, match=r"the eval needs the host extra: pip install 'fr-agent\[host\]'"):
-        evaluate(str(tmp_path), "http://127.0.0.1:9", migrated_backend="x",
-                 settings=EvalSettings(reference_url="http://127.0.0.1:9"), log_dir=tmp_path)
+        evaluate(
+            str(tmp_path),
+            "http://127.0.0.1:9",
+            migrated_backend="x",
+            settings=EvalSettings(reference_url="http://127.0.0.1:9"),
+            log_dir=tmp_path,
+        )

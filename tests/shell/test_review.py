@@ -6,7 +6,7 @@ renders pages of real runs."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,28 +17,54 @@ from fr_agent.shell.review import diff_runs, render_run_html, run_events, tool_c
 from tests.browser import render
 from tests.cli_helpers import fr_agent, one_line_error
 
-T0 = datetime(2026, 11, 23, 14, 0, 0, tzinfo=timezone.utc)
-BASE = Recipe(model=ModelRef(name="tiny-llama", repo_id="fr-agent/tiny-llama", path="/models/tiny"), chip="cpu",
-              base_image="fr-agent/cpu-base:bookworm", packages=[PackagePin(name="torch", version="2.13.0"),
-                                                               PackagePin(name="transformers", version="5.19.0")],
-              serve=ServePlan(engine="hf", engine_args={"max_model_len": 1024}))
-FACTS = {"architecture": "LlamaForCausalLM", "model_type": "llama", "dtype": "bfloat16", "hidden_size": 64,
-         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
-         "max_position_embeddings": 512, "params_b": 0.002}
+T0 = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
+BASE = Recipe(
+    model=ModelRef(name="tiny-llama", repo_id="fr-agent/tiny-llama", path="/models/tiny"),
+    chip="cpu",
+    base_image="fr-agent/cpu-base:bookworm",
+    packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="transformers", version="5.19.0")],
+    serve=ServePlan(engine="hf", engine_args={"max_model_len": 1024}),
+)
+FACTS = {
+    "architecture": "LlamaForCausalLM",
+    "model_type": "llama",
+    "dtype": "bfloat16",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 1000,
+    "max_position_embeddings": 512,
+    "params_b": 0.002,
+}
 STARTED = (0, "run_started", {"request": {"model": "tiny-llama", "chip": "cpu"}, "run_dir": "runs/x"})
-METRICS_BAD = [{"name": "greedy_token_agreement", "reference": 1.0, "migrated": 0.8, "abs_diff": 0.2, "pct_diff": 20.0},
-               {"name": "top1_agreement", "reference": 1.0, "migrated": 0.97, "abs_diff": 0.03, "pct_diff": 3.0}]
-METRICS_GOOD = [{"name": "greedy_token_agreement", "reference": 1.0, "migrated": 1.0, "abs_diff": 0.0, "pct_diff": 0.0},
-                {"name": "top1_agreement", "reference": 1.0, "migrated": 0.995, "abs_diff": 0.005, "pct_diff": 0.5}]
+METRICS_BAD = [
+    {"name": "greedy_token_agreement", "reference": 1.0, "migrated": 0.8, "abs_diff": 0.2, "pct_diff": 20.0},
+    {"name": "top1_agreement", "reference": 1.0, "migrated": 0.97, "abs_diff": 0.03, "pct_diff": 3.0},
+]
+METRICS_GOOD = [
+    {"name": "greedy_token_agreement", "reference": 1.0, "migrated": 1.0, "abs_diff": 0.0, "pct_diff": 0.0},
+    {"name": "top1_agreement", "reference": 1.0, "migrated": 0.995, "abs_diff": 0.005, "pct_diff": 0.5},
+]
 
 
 def write_run(runs: Path, run_id: str, events: list[tuple[float, str, dict]]) -> Path:
     """A run directory as the loop leaves it: request.json and a transcript (t = seconds after T0)."""
     run_dir = runs / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(json.dumps({"model": "tiny-llama", "chip": "cpu", "planner": "playbook",
-                                                      "sandbox": "local", "with_flaggems": False, "engine": "hf",
-                                                      "catalog": None}))
+    (run_dir / "request.json").write_text(
+        json.dumps(
+            {
+                "model": "tiny-llama",
+                "chip": "cpu",
+                "planner": "playbook",
+                "sandbox": "local",
+                "with_flaggems": False,
+                "engine": "hf",
+                "catalog": None,
+            }
+        )
+    )
     with (run_dir / "transcript.jsonl").open("w") as out:
         for t, kind, fields in events:
             event = CLASS_OF_KIND[kind](run_id=run_id, ts=T0 + timedelta(seconds=t), **fields)
@@ -47,63 +73,167 @@ def write_run(runs: Path, run_id: str, events: list[tuple[float, str, dict]]) ->
 
 
 def stage(t: float, attempt: int, name: str, ok: bool, seconds: float, detail: str = "ok") -> tuple[float, str, dict]:
-    return (t, "stage", {"attempt": attempt, "stage": name, "ok": ok, "detail": detail, "duration_s": seconds,
-                         "log_path": None, "timed_out": False})
+    return (
+        t,
+        "stage",
+        {
+            "attempt": attempt,
+            "stage": name,
+            "ok": ok,
+            "detail": detail,
+            "duration_s": seconds,
+            "log_path": None,
+            "timed_out": False,
+        },
+    )
 
 
 def repaired_run(runs: Path) -> Path:
     """Attempt 1: operators fail → patch_operator, verified. Attempt 2: all stages pass, eval gate fails →
     set_env_var not verified (rolled back) → fix_serve_config dtype float32, verified → gate passes."""
-    diag_ops = {"attempt": 1, "stage": "operators", "category": "patch_operator", "playbook": "op-mismatch",
-                "explanation": "rms_norm differs from its torch reference", "confidence": 0.9,
-                "evidence": ["rms_norm: max abs diff 3.1 > 0.016 (bfloat16)"], "signature": "op:rms_norm", "tool_calls": []}
-    diag_eval = {"attempt": 2, "stage": "eval", "category": "fix_serve_config", "playbook": "eval-drift",
-                 "explanation": "bfloat16 drifts from the float32 reference", "confidence": 0.7,
-                 "evidence": ["greedy_token_agreement 0.80 vs 1.00 (20.0%)"], "signature": "eval:drift", "tool_calls": []}
+    diag_ops = {
+        "attempt": 1,
+        "stage": "operators",
+        "category": "patch_operator",
+        "playbook": "op-mismatch",
+        "explanation": "rms_norm differs from its torch reference",
+        "confidence": 0.9,
+        "evidence": ["rms_norm: max abs diff 3.1 > 0.016 (bfloat16)"],
+        "signature": "op:rms_norm",
+        "tool_calls": [],
+    }
+    diag_eval = {
+        "attempt": 2,
+        "stage": "eval",
+        "category": "fix_serve_config",
+        "playbook": "eval-drift",
+        "explanation": "bfloat16 drifts from the float32 reference",
+        "confidence": 0.7,
+        "evidence": ["greedy_token_agreement 0.80 vs 1.00 (20.0%)"],
+        "signature": "eval:drift",
+        "tool_calls": [],
+    }
     ops = {"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "reference"}}
     env = {"tool": "set_env_var", "args": {"name": "ONEDNN_MAX_CPU_ISA", "value": "AVX512_CORE_BF16"}}
     dtype = {"tool": "fix_serve_config", "args": {"key": "dtype", "value": "float32"}}
-    return write_run(runs, "run-repaired", [
-        STARTED,
-        (1, "analysis", {"model": BASE.model.model_dump(), "chip": "cpu", "source": "fixture", "facts": FACTS, "notes": [],
-                         "recipe": BASE.model_dump()}),
-        (2, "precheck", {"ok": True, "checks": [{"name": "device", "ok": True, "detail": "cpu: 2 cores", "required": True}]}),
-        stage(8, 1, "install", True, 6), stage(15, 1, "import", True, 7), stage(17, 1, "device", True, 2),
-        stage(27, 1, "load", True, 10), stage(30, 1, "operators", False, 3, "rms_norm: max abs diff 3.1"),
-        (30.5, "diagnosis", dict(diag_ops)),
-        (31, "plan", {"attempt": 1, "planner": "playbook", **ops, "explanation": "x", "evidence": []}),
-        (31, "tool_call", {"attempt": 1, "status": "applied", **ops, "change": "reference rms_norm"}),
-        (33, "verification", {"attempt": 1, **ops, "ok": True, "detail": "rms_norm matches its reference"}),
-        stage(36, 2, "operators", True, 3), stage(42, 2, "serve", True, 6), stage(43, 2, "smoke", True, 1),
-        (50, "eval", {"attempt": 2, "gate_passed": False, "gate_reason": "average percent difference 11.50% >= 5%",
-                      "threshold_pct": 5.0, "metrics": METRICS_BAD, "reference_backend": "transformers float32",
-                      "migrated_backend": "hf bfloat16", "samples": 8}),
-        (50.5, "diagnosis", dict(diag_eval)),
-        (51, "tool_call", {"attempt": 2, "status": "applied", **env, "change": "set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16"}),
-        (52, "verification", {"attempt": 2, **env, "ok": False, "detail": "variable not visible"}),
-        (52.5, "tool_call", {"attempt": 2, "status": "rejected", "tool": "patch_operator",
-                             "args": {"op": "conv2d", "strategy": "disable"}, "error": "operator 'conv2d' is not checked"}),
-        (53, "tool_call", {"attempt": 2, "status": "applied", **dtype, "change": "dtype=float32"}),
-        (55, "verification", {"attempt": 2, **dtype, "ok": True, "detail": "the hf engine accepts the serve args"}),
-        (56, "note", {"message": "resumed", "passed_before": ["install"]}),
-        stage(60, 3, "device", True, 2), stage(70, 3, "load", True, 10), stage(73, 3, "operators", True, 3),
-        stage(79, 3, "serve", True, 6), stage(80, 3, "smoke", True, 1),
-        (88, "eval", {"attempt": 3, "gate_passed": True, "gate_reason": "average percent difference 0.25% < 5%",
-                      "threshold_pct": 5.0, "metrics": METRICS_GOOD, "reference_backend": "transformers float32",
-                      "migrated_backend": "hf float32", "samples": 8}),
-        (89, "run_finished", {"attempt": 3, "status": "passed", "reason": "migrated, evaluated, published",
-                              "fixes": [], "passed": []}),
-    ])
+    return write_run(
+        runs,
+        "run-repaired",
+        [
+            STARTED,
+            (
+                1,
+                "analysis",
+                {
+                    "model": BASE.model.model_dump(),
+                    "chip": "cpu",
+                    "source": "fixture",
+                    "facts": FACTS,
+                    "notes": [],
+                    "recipe": BASE.model_dump(),
+                },
+            ),
+            (
+                2,
+                "precheck",
+                {"ok": True, "checks": [{"name": "device", "ok": True, "detail": "cpu: 2 cores", "required": True}]},
+            ),
+            stage(8, 1, "install", True, 6),
+            stage(15, 1, "import", True, 7),
+            stage(17, 1, "device", True, 2),
+            stage(27, 1, "load", True, 10),
+            stage(30, 1, "operators", False, 3, "rms_norm: max abs diff 3.1"),
+            (30.5, "diagnosis", dict(diag_ops)),
+            (31, "plan", {"attempt": 1, "planner": "playbook", **ops, "explanation": "x", "evidence": []}),
+            (31, "tool_call", {"attempt": 1, "status": "applied", **ops, "change": "reference rms_norm"}),
+            (33, "verification", {"attempt": 1, **ops, "ok": True, "detail": "rms_norm matches its reference"}),
+            stage(36, 2, "operators", True, 3),
+            stage(42, 2, "serve", True, 6),
+            stage(43, 2, "smoke", True, 1),
+            (
+                50,
+                "eval",
+                {
+                    "attempt": 2,
+                    "gate_passed": False,
+                    "gate_reason": "average percent difference 11.50% >= 5%",
+                    "threshold_pct": 5.0,
+                    "metrics": METRICS_BAD,
+                    "reference_backend": "transformers float32",
+                    "migrated_backend": "hf bfloat16",
+                    "samples": 8,
+                },
+            ),
+            (50.5, "diagnosis", dict(diag_eval)),
+            (
+                51,
+                "tool_call",
+                {"attempt": 2, "status": "applied", **env, "change": "set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16"},
+            ),
+            (52, "verification", {"attempt": 2, **env, "ok": False, "detail": "variable not visible"}),
+            (
+                52.5,
+                "tool_call",
+                {
+                    "attempt": 2,
+                    "status": "rejected",
+                    "tool": "patch_operator",
+                    "args": {"op": "conv2d", "strategy": "disable"},
+                    "error": "operator 'conv2d' is not checked",
+                },
+            ),
+            (53, "tool_call", {"attempt": 2, "status": "applied", **dtype, "change": "dtype=float32"}),
+            (55, "verification", {"attempt": 2, **dtype, "ok": True, "detail": "the hf engine accepts the serve args"}),
+            (56, "note", {"message": "resumed", "passed_before": ["install"]}),
+            stage(60, 3, "device", True, 2),
+            stage(70, 3, "load", True, 10),
+            stage(73, 3, "operators", True, 3),
+            stage(79, 3, "serve", True, 6),
+            stage(80, 3, "smoke", True, 1),
+            (
+                88,
+                "eval",
+                {
+                    "attempt": 3,
+                    "gate_passed": True,
+                    "gate_reason": "average percent difference 0.25% < 5%",
+                    "threshold_pct": 5.0,
+                    "metrics": METRICS_GOOD,
+                    "reference_backend": "transformers float32",
+                    "migrated_backend": "hf float32",
+                    "samples": 8,
+                },
+            ),
+            (
+                89,
+                "run_finished",
+                {
+                    "attempt": 3,
+                    "status": "passed",
+                    "reason": "migrated, evaluated, published",
+                    "fixes": [],
+                    "passed": [],
+                },
+            ),
+        ],
+    )
 
 
 def test_tool_call_steps_diff_each_fix_against_the_recipe_it_changed(tmp_path):
     steps = tool_call_history(run_events(repaired_run(tmp_path)))
     assert [(s.tool, s.status, s.kept) for s in steps] == [
-        ("patch_operator", "applied", True), ("set_env_var", "applied", False),
-        ("patch_operator", "rejected", False), ("fix_serve_config", "applied", True)]
+        ("patch_operator", "applied", True),
+        ("set_env_var", "applied", False),
+        ("patch_operator", "rejected", False),
+        ("fix_serve_config", "applied", True),
+    ]
     ops, env, _, dtype = steps
     assert [line for line in ops.diff if line[:1] in "+-" and line[:3] not in ("+++", "---")] == [
-        '-    "reference": []', '+    "reference": [', '+      "rms_norm"', '+    ]']
+        '-    "reference": []',
+        '+    "reference": [',
+        '+      "rms_norm"',
+        "+    ]",
+    ]
     assert any('"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"' in line for line in env.diff if line.startswith("+"))
     # The dtype fix is diffed against the rolled-back recipe: the env change it never saw is nowhere in it.
     changed = [line for line in dtype.diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
@@ -112,18 +242,30 @@ def test_tool_call_steps_diff_each_fix_against_the_recipe_it_changed(tmp_path):
 
 def test_transcripts_diff_sets_two_runs_side_by_side(tmp_path):
     a = repaired_run(tmp_path / "runs")
-    b = write_run(tmp_path / "runs", "run-failed", [
-        STARTED, stage(6, 1, "install", True, 6),
-        stage(30, 1, "operators", False, 3, "rms_norm: max abs diff 3.1"),
-        (40, "run_finished", {"attempt": 1, "status": "failed", "reason": "operators: no untried fix", "fixes": [], "passed": []})])
+    b = write_run(
+        tmp_path / "runs",
+        "run-failed",
+        [
+            STARTED,
+            stage(6, 1, "install", True, 6),
+            stage(30, 1, "operators", False, 3, "rms_norm: max abs diff 3.1"),
+            (
+                40,
+                "run_finished",
+                {"attempt": 1, "status": "failed", "reason": "operators: no untried fix", "fixes": [], "passed": []},
+            ),
+        ],
+    )
     (b / "request.json").write_text((a / "request.json").read_text().replace('"engine": "hf"', '"engine": "vllm"'))
     diff = diff_runs(a, b)
     assert diff["request"] == {"engine": ["hf", "vllm"]}
     assert diff["status"] == ["passed", "failed"] and diff["attempts"] == [3, 1]
     ops = next(s for s in diff["stages"] if s["stage"] == "operators")
     assert ops["a"] == "a1:FAIL a2:ok a3:ok" and ops["b"] == "a1:FAIL"
-    assert diff["fixes"]["only_a"] == ['patch_operator({"op": "rms_norm", "strategy": "reference"})',
-                                       'fix_serve_config({"key": "dtype", "value": "float32"})']
+    assert diff["fixes"]["only_a"] == [
+        'patch_operator({"op": "rms_norm", "strategy": "reference"})',
+        'fix_serve_config({"key": "dtype", "value": "float32"})',
+    ]
     assert diff["gate_passed"] == [True, None] and diff["seconds"] == [89.0, 40.0]
     cli = fr_agent("transcripts", "diff", "run-repaired", "run-failed", home=tmp_path, timeout=120)
     assert cli.returncode == 0, cli.stderr
@@ -150,22 +292,34 @@ def test_review_page_renders_in_chromium_with_timeline_diagnoses_diffs_and_eval(
     assert len(rows) == 3  # one row per attempt
     assert shown["diagnosis_marks"] == 2 and shown["fix_marks"] == 3
     # Each diagnosis with its evidence; each tool call with the recipe lines it changed.
-    assert [d["title"] for d in shown["diagnoses"]] == ["attempt 1: operators → patch_operator (op-mismatch)",
-                                                        "attempt 2: eval → fix_serve_config (eval-drift)"]
+    assert [d["title"] for d in shown["diagnoses"]] == [
+        "attempt 1: operators → patch_operator (op-mismatch)",
+        "attempt 2: eval → fix_serve_config (eval-drift)",
+    ]
     assert shown["diagnoses"][0]["evidence"] == "rms_norm: max abs diff 3.1 > 0.016 (bfloat16)"
     calls = shown["tool_calls"]
-    assert [c["title"].split("(")[0] for c in calls] == ["attempt 1: patch_operator", "attempt 2: set_env_var",
-                                                         "attempt 2: patch_operator", "attempt 2: fix_serve_config"]
+    assert [c["title"].split("(")[0] for c in calls] == [
+        "attempt 1: patch_operator",
+        "attempt 2: set_env_var",
+        "attempt 2: patch_operator",
+        "attempt 2: fix_serve_config",
+    ]
     assert "verified" in calls[0]["title"] and "rolled back" in calls[1]["title"] and "rejected" in calls[2]["title"]
     assert calls[3]["removed"] == ['-  "dtype": "bfloat16",'] and calls[3]["added"] == ['+  "dtype": "float32",']
     assert calls[0]["added_bg"] == "rgb(218, 251, 225)"
     # Eval: the table of the final round, and one bar per metric per round under a dashed gate line.
-    assert shown["eval_rows"] == [["metric", "reference", "migrated", "abs diff", "% diff"],
-                                  ["greedy_token_agreement", "1.0000", "1.0000", "0.0000", "0.00"],
-                                  ["top1_agreement", "1.0000", "0.9950", "0.0050", "0.50"]]
+    assert shown["eval_rows"] == [
+        ["metric", "reference", "migrated", "abs diff", "% diff"],
+        ["greedy_token_agreement", "1.0000", "1.0000", "0.0000", "0.00"],
+        ["top1_agreement", "1.0000", "0.9950", "0.0050", "0.50"],
+    ]
     bars = shown["bars"]
-    assert [b["metric"] for b in bars] == ["greedy_token_agreement", "greedy_token_agreement", "top1_agreement",
-                                           "top1_agreement"]
+    assert [b["metric"] for b in bars] == [
+        "greedy_token_agreement",
+        "greedy_token_agreement",
+        "top1_agreement",
+        "top1_agreement",
+    ]
     heights = [b["box"][3] for b in bars]
     assert heights[0] > heights[2] > heights[3] and heights[1] == 1  # 20% > 3% > 0.5% > 0%
     gate_y = shown["threshold"][0][1]
@@ -184,10 +338,14 @@ def test_replay_reads_the_kept_fixes_from_the_published_recipe_or_else_the_trans
     source = Run(run_dir, read_request(run_dir), Settings())
     fixes, origin = recorded_fixes(source)
     assert origin == "transcript (verified tool calls)"
-    assert [(f.tool, f.args) for f in fixes] == [("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
-                                                 ("fix_serve_config", {"key": "dtype", "value": "float32"})]
-    published = BASE.with_change(RecipeChange(tool="set_env_var", args={"name": "HF_TOKEN", "value": "<redacted>"},
-                                              summary="set HF_TOKEN"), env={"HF_TOKEN": "<redacted>"})
+    assert [(f.tool, f.args) for f in fixes] == [
+        ("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
+        ("fix_serve_config", {"key": "dtype", "value": "float32"}),
+    ]
+    published = BASE.with_change(
+        RecipeChange(tool="set_env_var", args={"name": "HF_TOKEN", "value": "<redacted>"}, summary="set HF_TOKEN"),
+        env={"HF_TOKEN": "<redacted>"},
+    )
     (run_dir / "publish").mkdir()
     (run_dir / "publish" / "recipe.json").write_text(published.model_dump_json())
     fixes, origin = recorded_fixes(source)

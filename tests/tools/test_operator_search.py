@@ -11,8 +11,25 @@ import pytest
 
 from fr_agent.tools.operator_search import OperatorSearch, SearchError, SearchSettings
 
-OPS = ["add", "arange", "bmm", "cat", "copy_", "cos", "embedding", "mean_dim", "mm", "mul", "neg",
-       "pow_tensor_scalar", "rsqrt", "silu", "sin", "to_copy", "zero_"]
+OPS = [
+    "add",
+    "arange",
+    "bmm",
+    "cat",
+    "copy_",
+    "cos",
+    "embedding",
+    "mean_dim",
+    "mm",
+    "mul",
+    "neg",
+    "pow_tensor_scalar",
+    "rsqrt",
+    "silu",
+    "sin",
+    "to_copy",
+    "zero_",
+]
 TABLE = {op: [f"{op}.Tensor"] for op in OPS}
 KERNELS = ["rms_norm", "silu_and_mul", "rotary_embedding"]
 
@@ -20,8 +37,19 @@ KERNELS = ["rms_norm", "silu_and_mul", "rotary_embedding"]
 class ScriptedRunner:
     """faults: op -> crash | nonfinite | drift; pair: ops that only fail together; slow: ops slower than torch."""
 
-    def __init__(self, faults=None, pair=(), slow=(), traceback=(), native_ms=10.0, kernel_gain=2.0,
-                 ran=OPS, dispatched=OPS, reference_ok=True, table=TABLE):
+    def __init__(
+        self,
+        faults=None,
+        pair=(),
+        slow=(),
+        traceback=(),
+        native_ms=10.0,
+        kernel_gain=2.0,
+        ran=OPS,
+        dispatched=OPS,
+        reference_ok=True,
+        table=TABLE,
+    ):
         self.faults, self.pair, self.slow, self.traceback = dict(faults or {}), set(pair), set(slow), list(traceback)
         self.native_ms, self.kernel_gain, self.ran = native_ms, kernel_gain, list(ran)
         self.reference_ok, self.table, self.dispatched = reference_ok, table, list(dispatched)
@@ -32,24 +60,50 @@ class ScriptedRunner:
             return {"ok": False, "error": "OutOfMemoryError: CUDA out of memory"}
         profile = {f"aten::{op}": {"calls": 24, "cpu_us": 50.0, "device_us": 100.0} for op in OPS}
         profile.update({f"fr::{k}": {"calls": 24, "cpu_us": 80.0, "device_us": 300.0} for k in KERNELS})
-        return {"ok": True, "finite": True, "ms": self.native_ms, "flaggems_table": self.table,
-                "flaggems_candidates": self.dispatched, "floor": {"rel_err": 0.004}, "profile": profile}
+        return {
+            "ok": True,
+            "finite": True,
+            "ms": self.native_ms,
+            "flaggems_table": self.table,
+            "flaggems_candidates": self.dispatched,
+            "floor": {"rel_err": 0.004},
+            "profile": profile,
+        }
 
     def verdict(self, plan) -> dict:
-        on = set(self.table) if plan.flaggems and plan.include is None else set(plan.include or []) if plan.flaggems else set()
+        on = (
+            set(self.table)
+            if plan.flaggems and plan.include is None
+            else set(plan.include or [])
+            if plan.flaggems
+            else set()
+        )
         faults = {op: self.faults[op] for op in sorted(on) if op in self.faults}
         if self.pair and self.pair <= on:
             faults["pair"] = "nonfinite"
         if "crash" in faults.values():
-            return {"ok": False, "stage": "forward", "error": "RuntimeError: an illegal memory access was encountered",
-                    "traceback_ops": self.traceback, "ran": sorted(self.ran)[:3] if plan.record else []}
+            return {
+                "ok": False,
+                "stage": "forward",
+                "error": "RuntimeError: an illegal memory access was encountered",
+                "traceback_ops": self.traceback,
+                "ran": sorted(self.ran)[:3] if plan.record else [],
+            }
         ms = self.native_ms * (1 + 0.5 * len(on & self.slow)) / (self.kernel_gain if plan.kernels else 1.0)
-        profile = {f"aten::{op}": {"calls": 24, "cpu_us": 50.0, "device_us": 300.0 if op in self.slow else 90.0}
-                   for op in on}
+        profile = {
+            f"aten::{op}": {"calls": 24, "cpu_us": 50.0, "device_us": 300.0 if op in self.slow else 90.0} for op in on
+        }
         profile.update({f"fr::{k}": {"calls": 24, "cpu_us": 60.0, "device_us": 100.0} for k in plan.kernels})
-        return {"ok": True, "stage": "done", "nonfinite": 7 if "nonfinite" in faults.values() else 0,
-                "rel_err": None if "nonfinite" in faults.values() else 0.5 if "drift" in faults.values() else 0.006,
-                "top1": 0.99, "ms": ms, "profile": profile, "ran": self.ran if plan.record else []}
+        return {
+            "ok": True,
+            "stage": "done",
+            "nonfinite": 7 if "nonfinite" in faults.values() else 0,
+            "rel_err": None if "nonfinite" in faults.values() else 0.5 if "drift" in faults.values() else 0.006,
+            "top1": 0.99,
+            "ms": ms,
+            "profile": profile,
+            "ran": self.ran if plan.record else [],
+        }
 
     def round(self, index, plans, parallel):
         self.rounds.append([p.label for p in plans])
@@ -62,8 +116,16 @@ def search(runner: ScriptedRunner):
     return report
 
 
-@pytest.mark.parametrize("faults", [{"mul": "crash"}, {"rsqrt": "nonfinite"}, {"cat": "drift"},
-                                    {"mul": "crash", "rsqrt": "nonfinite", "to_copy": "drift"}], ids=str)
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"mul": "crash"},
+        {"rsqrt": "nonfinite"},
+        {"cat": "drift"},
+        {"mul": "crash", "rsqrt": "nonfinite", "to_copy": "drift"},
+    ],
+    ids=str,
+)
 def test_faulty_ops_found_within_the_round_bound(faults):
     report = search(ScriptedRunner(faults=faults))
     assert report.faulty == faults
@@ -156,9 +218,9 @@ def test_an_interrupt_stops_the_parallel_probes_the_workers_wait_on(tmp_path, mo
     import threading
     import time
 
-    from fr_agent.tools.operator_search import ProbePlan, SandboxRunner
     from fr_agent.core.recipe import ModelRef, Recipe
     from fr_agent.sandboxes.local import LocalSandbox
+    from fr_agent.tools.operator_search import ProbePlan, SandboxRunner
 
     box = LocalSandbox(tmp_path / "sb", tmp_path / "cache", tmp_path / "hf")
     recipe = Recipe(model=ModelRef(name="m", path="/m"), chip="cpu", base_image="img", packages=[])
@@ -166,8 +228,9 @@ def test_an_interrupt_stops_the_parallel_probes_the_workers_wait_on(tmp_path, mo
     pids: list[int] = []
 
     def sleepy_probe(name, spec):
-        result = box.run(["bash", "-c", f"echo $$ > {tmp_path / name}.pid; exec sleep 120"], recipe, timeout=120,
-                         log_name=name)
+        result = box.run(
+            ["bash", "-c", f"echo $$ > {tmp_path / name}.pid; exec sleep 120"], recipe, timeout=120, log_name=name
+        )
         return {"returncode": result.returncode}
 
     monkeypatch.setattr(runner, "run_probe", sleepy_probe)

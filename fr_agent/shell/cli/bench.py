@@ -10,8 +10,9 @@ import typer
 from fr_agent.core.errors import FrAgentError
 from fr_agent.shell import bench_diagnose as diagnosis_bench
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: diagnosis accuracy on real logs, the repair loop on "
-                        "broken recipes.")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: diagnosis accuracy on real logs, the repair loop on broken recipes."
+)
 
 
 @bench_app.command("diagnose")
@@ -30,9 +31,14 @@ def bench_diagnose(
 def bench_repair(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="scenario id (repeatable)")] = None,
     attempts: Annotated[int, typer.Option(help="max attempts per scenario (the target counts repairs within 3)")] = 3,
-    until: Annotated[str, typer.Option(help="how far each scenario runs: stage (until the broken stage passes "
-                                       "again), stages (every stage; the eval gate is next), eval (through eval "
-                                       "and publish)")] = "stages",
+    until: Annotated[
+        str,
+        typer.Option(
+            help="how far each scenario runs: stage (until the broken stage passes "
+            "again), stages (every stage; the eval gate is next), eval (through eval "
+            "and publish)"
+        ),
+    ] = "stages",
     home: Annotated[Optional[Path], typer.Option("--home", help="where runs and caches live")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="settings YAML")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -45,8 +51,14 @@ def bench_repair(
     try:
         if until not in ("stage", "stages", "eval"):
             raise FrAgentError(f"--until must be stage, stages or eval, not {until!r}")
-        report = run(only=only or None, max_attempts=attempts, home=home, mode=until,
-                     config=config, on_result=None if as_json else lambda r: print(render_row(r), flush=True))
+        report = run(
+            only=only or None,
+            max_attempts=attempts,
+            home=home,
+            mode=until,
+            config=config,
+            on_result=None if as_json else lambda r: print(render_row(r), flush=True),
+        )
     except FrAgentError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -39,8 +39,12 @@ def register(app: typer.Typer) -> None:
 
 @llm_app.command("check")
 def check(
-    base_url: Annotated[Optional[str], typer.Option(help="endpoint [env FR_AGENT_LLM_BASE_URL, settings llm.base_url]")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model name [env FR_AGENT_LLM_MODEL, settings llm.model]")] = None,
+    base_url: Annotated[
+        Optional[str], typer.Option(help="endpoint [env FR_AGENT_LLM_BASE_URL, settings llm.base_url]")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="model name [env FR_AGENT_LLM_MODEL, settings llm.model]")
+    ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="settings YAML with an llm: section")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -60,12 +64,17 @@ def check(
     elif report.answers:
         table = Table(title=f"{endpoint.model} at {endpoint.where}", show_header=False)
         rows = [
-            ("answers", report.answers), ("models listed", ", ".join(report.models_listed or []) or "-"),
-            ("native tool calls", report.native_tool_calls), ("tool calls as text", report.text_tool_calls),
-            ("tool_choice", report.tool_choice), ("strict schemas", report.strict),
-            ("<think> in content", report.think_tags), ("reasoning_content", report.reasoning_content),
+            ("answers", report.answers),
+            ("models listed", ", ".join(report.models_listed or []) or "-"),
+            ("native tool calls", report.native_tool_calls),
+            ("tool calls as text", report.text_tool_calls),
+            ("tool_choice", report.tool_choice),
+            ("strict schemas", report.strict),
+            ("<think> in content", report.think_tags),
+            ("reasoning_content", report.reasoning_content),
             ("reasoning_content sent back", "-" if report.reasoning_sent_back is None else report.reasoning_sent_back),
-            ("usage reported", report.usage_reported), ("latency", f"{report.latency_s or 0:.2f}s"),
+            ("usage reported", report.usage_reported),
+            ("latency", f"{report.latency_s or 0:.2f}s"),
             ("tokens used", report.tokens),
         ]
         for name, value in rows:
@@ -82,8 +91,12 @@ def check(
 
 @llm_app.command("serve-scripted")
 def serve_scripted(
-    script: Annotated[str, typer.Argument(help="script YAML/JSON (replies, quirks, respond), a recording (.jsonl) "
-                                                "to replay, or 'follow-candidates'")],
+    script: Annotated[
+        str,
+        typer.Argument(
+            help="script YAML/JSON (replies, quirks, respond), a recording (.jsonl) to replay, or 'follow-candidates'"
+        ),
+    ],
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     record: Annotated[Optional[Path], typer.Option(help="append every exchange to this JSON-lines file")] = None,
@@ -122,8 +135,10 @@ def hint(
     if transcript.exists() and last(read_events(transcript), RunFinishedEvent):
         raise FrAgentError(f"run {run_dir.name} already finished; a hint reaches only a live or paused run")
     HintBox(run_dir).add(text, "cli")
-    console.print(f"hint queued for {run_dir.name}: its planner reads it at the next round and answers in the "
-                  "run's session and transcript")
+    console.print(
+        f"hint queued for {run_dir.name}: its planner reads it at the next round and answers in the "
+        "run's session and transcript"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,16 +150,23 @@ def open_session(yes: bool, out: Console, runs_dir: Path) -> ChatSession | None:
     terminal = sys.stdin is not None and sys.stdin.isatty()
     if sys.stdin is None or (yes and not terminal):
         return None
-    return ChatSession(sys.stdin, lambda text: out.print(escape(text), soft_wrap=True), terminal=terminal,
-                       prompt=lambda text: out.print(escape(text), end="", soft_wrap=True), runs_dir=runs_dir)
+    return ChatSession(
+        sys.stdin,
+        lambda text: out.print(escape(text), soft_wrap=True),
+        terminal=terminal,
+        prompt=lambda text: out.print(escape(text), end="", soft_wrap=True),
+        runs_dir=runs_dir,
+    )
 
 
-def session_hooks(session: ChatSession | None, yes: bool, show: Callable[[Event], None] | None,
-                  run_dir: Path | None = None):
+def session_hooks(
+    session: ChatSession | None, yes: bool, show: Callable[[Event], None] | None, run_dir: Path | None = None
+):
     """(approver, on_event) for start_run / resume_run. A resumed run's directory is known at once; a new
     run's from its first event."""
     if session is not None and run_dir is not None:
         session.attach(run_dir)
+
     def approve(request: dict) -> dict:
         try:
             return approval_answer(session, request)

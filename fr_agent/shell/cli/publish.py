@@ -44,8 +44,13 @@ def print_plan(result) -> None:
 
 def publish_command(
     run: Annotated[str, typer.Argument(help="run id (or a prefix), or 'latest'")],
-    repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="upload to this Hugging Face model repo "
-                                                   "(HF_TOKEN from the environment; HF_ENDPOINT honoured)")] = None,
+    repo_id: Annotated[
+        Optional[str],
+        typer.Option(
+            "--repo-id",
+            help="upload to this Hugging Face model repo (HF_TOKEN from the environment; HF_ENDPOINT honoured)",
+        ),
+    ] = None,
     to: Annotated[Optional[Path], typer.Option("--to", help="copy the release to this local directory")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would change; send and write nothing")] = False,
     public: Annotated[bool, typer.Option("--public", help="create the hub repo public (default: private)")] = False,
@@ -70,17 +75,32 @@ def publish_command(
         raise CardRejected("the card did not pass the linter")
     result = None
     if repo_id:
-        result = upload_to_hub(folder, repo_id, private=not public, dry_run=dry_run,
-                               message=f"fr-agent publish {run.id}")
+        result = upload_to_hub(
+            folder, repo_id, private=not public, dry_run=dry_run, message=f"fr-agent publish {run.id}"
+        )
     elif to:
         result = copy_to_dir(folder, to.absolute(), dry_run=dry_run)
     if result and not result.dry_run:
-        run.record("publish", out_dir=str(folder), files=[str(f) for f in release.rendered.files],
-                   target=result.plan.target, commit=result.commit, changed=result.plan.has_changes)
+        run.record(
+            "publish",
+            out_dir=str(folder),
+            files=[str(f) for f in release.rendered.files],
+            target=result.plan.target,
+            commit=result.commit,
+            changed=result.plan.has_changes,
+        )
     if as_json:
-        print(json.dumps({"published": bool(result and not result.dry_run), "folder": str(folder),
-                          "findings": [], **({"upload": result.model_dump(), "has_changes": result.plan.has_changes}
-                                             if result else {})}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "published": bool(result and not result.dry_run),
+                    "folder": str(folder),
+                    "findings": [],
+                    **({"upload": result.model_dump(), "has_changes": result.plan.has_changes} if result else {}),
+                },
+                indent=2,
+            )
+        )
         return
     console.print(f"release folder: {folder} (card lint: clean)")
     if result is None:
@@ -91,8 +111,11 @@ def publish_command(
     console.print(f"{'dry run: ' if result.dry_run else ''}{escape(plan.target)}{new}")
     print_plan(result)
     if not plan.has_changes:
-        console.print(("no changes: no commit" + (f" (head {result.commit})" if result.commit else "")) if hub
-                      else "no changes: nothing copied")
+        console.print(
+            ("no changes: no commit" + (f" (head {result.commit})" if result.commit else ""))
+            if hub
+            else "no changes: nothing copied"
+        )
     elif result.dry_run:
         console.print("would make one commit" if hub else "would copy the changes")
     else:

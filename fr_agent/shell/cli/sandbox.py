@@ -24,7 +24,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YA
 
 @sandbox_app.command()
 def setup(
-    chip: Annotated[list[str], typer.Option("--chip", help="chip profile(s) to build for (repeatable)")] = ["cpu"],
+    chip: Annotated[list[str], typer.Option("--chip", help="chip profile(s) to build for (repeatable)")] = ["cpu"],  # noqa: B006 (typer reads the default; never mutated)
     catalog: Annotated[Optional[Path], typer.Option(help="directory with chips.yaml / models.yaml")] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
@@ -39,8 +39,11 @@ def setup(
             log = settings.home / "docker" / f"build-{profile.name}.log"
             tag = build_sandbox_image(client, profile, settings.cache_dir, log)
             size = client.images.get(tag).attrs["Size"] / 2**20
-            console.print(f"[green]ok[/green] {profile.name}: {tag} ({size:.0f} MiB, FROM {profile.base_image}) "
-                          f"in {time.monotonic() - started:.1f}s; log {log}", soft_wrap=True)
+            console.print(
+                f"[green]ok[/green] {profile.name}: {tag} ({size:.0f} MiB, FROM {profile.base_image}) "
+                f"in {time.monotonic() - started:.1f}s; log {log}",
+                soft_wrap=True,
+            )
     except FrAgentError as err:
         fail(str(err))
 
@@ -85,7 +88,9 @@ def status(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     url = engine_url(settings.home, settings.sandbox.docker.host)
     console.print(f"engine {url} (Docker {version.get('Version')}, API {version.get('ApiVersion')})")
     # Run images are committed on top of sandbox images and inherit their label.
-    tags = {tag: image.attrs["Size"] for image in client.images.list(filters={"label": "fr-agent"}) for tag in image.tags}
+    tags = {
+        tag: image.attrs["Size"] for image in client.images.list(filters={"label": "fr-agent"}) for tag in image.tags
+    }
     for tag, size in sorted(tags.items()):
         console.print(f"  {tag:<64} {size / 2**20:8.0f} MiB")
 
@@ -105,8 +110,12 @@ def prune(
     containers = client.containers.list(all=True, filters={"label": "fr-agent.run"})  # left by killed runs
     for container in containers:
         container.remove(force=True)
-    tags = [tag for image in client.images.list(filters={"label": "fr-agent"}) for tag in image.tags
-            if everything or tag.startswith("fr-agent-run/")]
+    tags = [
+        tag
+        for image in client.images.list(filters={"label": "fr-agent"})
+        for tag in image.tags
+        if everything or tag.startswith("fr-agent-run/")
+    ]
     for tag in tags:
         client.images.remove(tag)
     freed = client.images.prune(filters={"dangling": True}).get("SpaceReclaimed") or 0  # layers only they used
