@@ -3,7 +3,7 @@ zero scores and a failed accuracy gate; each of those is a finding here, and any
 
 Rules: metadata (base_model, license, pipeline_tag, tags naming the chip), every section present and
 non-empty, no placeholder text, an eval table whose every row has a reference and a migrated number,
-none of them zero, and a gate that passed (in the text and in the metadata).
+no migrated zero beside a non-zero reference, and a gate that passed (in the text and in the metadata).
 """
 
 from __future__ import annotations
@@ -114,14 +114,17 @@ def eval_findings(start: int, section: str, offset: int = 0) -> list[Finding]:
             continue
         rows += 1
         name = cells[0]
-        for column, cell in (("reference", cells[1]), ("migrated", cells[2])):
-            value = parse_number(cell)
+        reference, migrated = parse_number(cells[1]), parse_number(cells[2])
+        for column, cell, value in (("reference", cells[1], reference), ("migrated", cells[2], migrated)):
             if value is None:
                 findings.append(
                     Finding(rule="score", message=f"{name}: {column} score is missing ({cell!r})", line=number)
                 )
-            elif value == 0:
-                findings.append(Finding(rule="score", message=f"{name}: {column} score is zero", line=number))
+        # A zero the reference does not share is a loss (a broken migration shipped as "0"). Both sides at zero
+        # is the metric saying nothing about this model at this sample size (a tiny model on code items): the
+        # card shows it as it is, and the gate, not the linter, judges the pair.
+        if migrated == 0 and reference not in (None, 0):
+            findings.append(Finding(rule="score", message=f"{name}: migrated score is zero", line=number))
     if rows == 0:
         findings.append(Finding(rule="score", message="the eval section has no table of scores", line=start + offset))
     gate = re.search(r"\*\*Gate (passed|failed)\*\*", section)

@@ -303,8 +303,8 @@ def technical_overview(recipe: Recipe, report: EvalReport) -> str:
 METHOD = [
     "`greedy_token_agreement`: share of the reference's first greedy tokens the migrated model reproduces "
     "before it first diverges, over the bundled prompts (the reference is 1 by definition).",
-    "`top5_containment` (k in the name): past those tokens the two may diverge, so the reference's continuation is fed to both "
-    "sides and each of its tokens counts when it is in that side's top-k.",
+    "`top5_containment` (k in the name): past those tokens the two may diverge, so the reference's continuation "
+    "is fed to both sides and each of its tokens counts when it is in that side's top-k.",
     "`teacher_forced_top1_agreement` and `heldout_perplexity`: next-token argmax agreement and perplexity on "
     "held-out text.",
     "`task_*_accuracy`: bundled multiple-choice sets (knowledge, reasoning, math, code; CC0, authored for "

@@ -554,7 +554,7 @@ def evaluate(state: RunState, runtime: Rt) -> Command[Literal["publish", "plan",
         return Command(update={"eval": summary}, goto="publish")
     if report.performance_only:  # accurate but slower than the reference: no playbook fix for that yet
         return stop("eval_failed", report.gate_reason, eval=summary)
-    accuracy = report.model_copy(update={"metrics": report.accuracy_rows})
+    accuracy = report.model_copy(update={"metrics": report.rows("accuracy")})
     diagnosis = diagnose_eval(accuracy, recipe, rt.catalog.chip(recipe.chip).dtypes)
     rt.emit("diagnosis", state.attempt, **diagnosis.model_dump())
     update = {

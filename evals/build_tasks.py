@@ -22,119 +22,92 @@ DATA_DIR = Path(__file__).parent / "data"
 LICENCE = "CC0-1.0"
 
 
-# question, correct answer, three wrong answers
-KNOWLEDGE: list[tuple[str, str, str, str, str]] = [
-    ("What is the capital of France?", "Paris", "Lyon", "Marseille", "Nice"),
-    ("What is the capital of Japan?", "Tokyo", "Osaka", "Kyoto", "Nagoya"),
-    ("What is the capital of Italy?", "Rome", "Milan", "Naples", "Turin"),
-    ("What is the capital of Canada?", "Ottawa", "Toronto", "Vancouver", "Montreal"),
-    ("What is the capital of Australia?", "Canberra", "Sydney", "Melbourne", "Perth"),
-    ("What is the capital of Germany?", "Berlin", "Munich", "Hamburg", "Frankfurt"),
-    ("What is the capital of Spain?", "Madrid", "Barcelona", "Seville", "Valencia"),
-    ("What is the capital of Egypt?", "Cairo", "Alexandria", "Luxor", "Giza"),
-    ("What is the capital of Brazil?", "Brasilia", "Rio de Janeiro", "Sao Paulo", "Salvador"),
-    ("What is the capital of Kenya?", "Nairobi", "Mombasa", "Kisumu", "Nakuru"),
-    ("What is the capital of Norway?", "Oslo", "Bergen", "Trondheim", "Stavanger"),
-    ("What is the capital of Portugal?", "Lisbon", "Porto", "Braga", "Coimbra"),
-    ("What is the capital of Greece?", "Athens", "Thessaloniki", "Patras", "Heraklion"),
-    ("What is the capital of Peru?", "Lima", "Cusco", "Arequipa", "Trujillo"),
-    ("What is the capital of South Korea?", "Seoul", "Busan", "Incheon", "Daegu"),
-    ("What is the capital of Turkey?", "Ankara", "Istanbul", "Izmir", "Bursa"),
-    ("What is the largest planet in the solar system?", "Jupiter", "Saturn", "Neptune", "Earth"),
-    ("Which planet is closest to the Sun?", "Mercury", "Venus", "Mars", "Earth"),
-    ("Which planet is known as the red planet?", "Mars", "Venus", "Jupiter", "Mercury"),
-    ("Which planet has the most prominent rings?", "Saturn", "Mars", "Mercury", "Venus"),
-    ("What is the natural satellite of the Earth called?", "the Moon", "Phobos", "Titan", "Europa"),
-    ("What star is at the center of the solar system?", "the Sun", "Sirius", "Polaris", "Vega"),
-    ("What is the chemical symbol for gold?", "Au", "Ag", "Gd", "Go"),
-    ("What is the chemical symbol for iron?", "Fe", "Ir", "In", "Fr"),
-    ("What is the chemical symbol for sodium?", "Na", "So", "Sd", "Sn"),
-    ("What is the chemical symbol for potassium?", "K", "P", "Po", "Pt"),
-    ("What is the chemical symbol for oxygen?", "O", "Ox", "Og", "Os"),
-    ("What is the chemical symbol for silver?", "Ag", "Si", "Sv", "Au"),
-    ("Which gas do plants absorb from the air for photosynthesis?", "carbon dioxide", "oxygen", "nitrogen", "helium"),
-    ("Which gas makes up most of the Earth's atmosphere?", "nitrogen", "oxygen", "carbon dioxide", "argon"),
-    ("What is the chemical formula of water?", "H2O", "CO2", "O2", "NaCl"),
-    ("What is the chemical formula of table salt?", "NaCl", "KCl", "H2O", "CaCO3"),
-    ("At what temperature in degrees Celsius does pure water boil at sea level?", "100", "90", "80", "120"),
-    ("At what temperature in degrees Celsius does pure water freeze at sea level?", "0", "10", "-10", "4"),
-    ("What is the SI unit of force?", "newton", "joule", "watt", "pascal"),
-    ("What is the SI unit of energy?", "joule", "newton", "volt", "tesla"),
-    ("What is the SI unit of power?", "watt", "joule", "ampere", "ohm"),
-    ("What is the SI unit of electric current?", "ampere", "volt", "ohm", "coulomb"),
-    ("What is the SI unit of electrical resistance?", "ohm", "volt", "watt", "farad"),
-    ("What is the SI unit of pressure?", "pascal", "newton", "kelvin", "joule"),
-    ("What is the SI base unit of temperature?", "kelvin", "celsius", "fahrenheit", "joule"),
-    ("How many bits are in a byte?", "8", "4", "16", "10"),
-    ("How many days are in a leap year?", "366", "365", "364", "360"),
-    ("How many continents are there by the most common count?", "7", "5", "6", "8"),
-    ("How many legs does a spider have?", "8", "6", "10", "4"),
-    ("How many legs does an insect have?", "6", "8", "4", "10"),
-    ("How many sides does a hexagon have?", "6", "5", "7", "8"),
-    ("How many sides does an octagon have?", "8", "6", "10", "12"),
-    ("How many minutes are in an hour?", "60", "100", "30", "24"),
-    ("How many hours are in a day?", "24", "12", "60", "48"),
-    (
-        "What is the largest ocean on Earth?",
-        "the Pacific Ocean",
-        "the Atlantic Ocean",
-        "the Indian Ocean",
-        "the Arctic Ocean",
-    ),
-    ("What is the longest river in South America?", "the Amazon", "the Parana", "the Orinoco", "the Madeira"),
-    ("On which continent is the Sahara desert?", "Africa", "Asia", "Australia", "South America"),
-    ("What is the highest mountain above sea level?", "Mount Everest", "K2", "Kangchenjunga", "Mont Blanc"),
-    ("Which organ pumps blood through the human body?", "the heart", "the liver", "the lungs", "the kidney"),
-    ("Which organ do humans breathe with?", "the lungs", "the heart", "the stomach", "the liver"),
-    ("What is the hardest natural mineral?", "diamond", "quartz", "topaz", "graphite"),
-    ("What is the largest mammal?", "the blue whale", "the elephant", "the giraffe", "the hippopotamus"),
-    ("Which animal is known as the king of the jungle?", "the lion", "the tiger", "the bear", "the wolf"),
-    ("What do bees make?", "honey", "silk", "wax paper", "milk"),
-    ("What is the main language spoken in Brazil?", "Portuguese", "Spanish", "French", "English"),
-    ("What is the main language spoken in Mexico?", "Spanish", "Portuguese", "English", "French"),
-    ("Who wrote the play Romeo and Juliet?", "William Shakespeare", "Charles Dickens", "Jane Austen", "Mark Twain"),
-    (
-        "Who developed the theory of general relativity?",
-        "Albert Einstein",
-        "Isaac Newton",
-        "Niels Bohr",
-        "Galileo Galilei",
-    ),
-    (
-        "Who formulated the laws of motion and universal gravitation?",
-        "Isaac Newton",
-        "Albert Einstein",
-        "Johannes Kepler",
-        "Michael Faraday",
-    ),
-    (
-        "Who proposed the theory of evolution by natural selection?",
-        "Charles Darwin",
-        "Gregor Mendel",
-        "Louis Pasteur",
-        "Isaac Newton",
-    ),
-    ("Who painted the Mona Lisa?", "Leonardo da Vinci", "Michelangelo", "Raphael", "Rembrandt"),
-    ("In which year did the First World War begin?", "1914", "1918", "1939", "1905"),
-    ("In which year did the Second World War end?", "1945", "1939", "1950", "1918"),
-    ("In which year did humans first land on the Moon?", "1969", "1959", "1975", "1981"),
-    ("What is the freezing point of water in degrees Fahrenheit?", "32", "0", "100", "212"),
-    (
-        "What is the speed of light in vacuum, approximately, in kilometres per second?",
-        "300000",
-        "30000",
-        "3000",
-        "3000000",
-    ),
-    ("What is the smallest prime number?", "2", "1", "3", "0"),
-    ("What is the square root of 81?", "9", "8", "7", "81"),
-    ("Which metal is liquid at room temperature?", "mercury", "iron", "copper", "aluminium"),
-    ("What is the most abundant element in the universe?", "hydrogen", "helium", "oxygen", "carbon"),
-    ("What part of a plant conducts photosynthesis most?", "the leaves", "the roots", "the bark", "the seeds"),
-    ("What is the boiling point of water in degrees Fahrenheit at sea level?", "212", "100", "180", "250"),
-    ("Which blood cells carry oxygen?", "red blood cells", "white blood cells", "platelets", "plasma cells"),
-    ("What is the largest country by area?", "Russia", "Canada", "China", "the United States"),
-]
+# One question a line: question | correct answer | three wrong answers; an indented "| ..." continues the line above.
+KNOWLEDGE_TEXT = """\
+What is the capital of France? | Paris | Lyon | Marseille | Nice
+What is the capital of Japan? | Tokyo | Osaka | Kyoto | Nagoya
+What is the capital of Italy? | Rome | Milan | Naples | Turin
+What is the capital of Canada? | Ottawa | Toronto | Vancouver | Montreal
+What is the capital of Australia? | Canberra | Sydney | Melbourne | Perth
+What is the capital of Germany? | Berlin | Munich | Hamburg | Frankfurt
+What is the capital of Spain? | Madrid | Barcelona | Seville | Valencia
+What is the capital of Egypt? | Cairo | Alexandria | Luxor | Giza
+What is the capital of Brazil? | Brasilia | Rio de Janeiro | Sao Paulo | Salvador
+What is the capital of Kenya? | Nairobi | Mombasa | Kisumu | Nakuru
+What is the capital of Norway? | Oslo | Bergen | Trondheim | Stavanger
+What is the capital of Portugal? | Lisbon | Porto | Braga | Coimbra
+What is the capital of Greece? | Athens | Thessaloniki | Patras | Heraklion
+What is the capital of Peru? | Lima | Cusco | Arequipa | Trujillo
+What is the capital of South Korea? | Seoul | Busan | Incheon | Daegu
+What is the capital of Turkey? | Ankara | Istanbul | Izmir | Bursa
+What is the largest planet in the solar system? | Jupiter | Saturn | Neptune | Earth
+Which planet is closest to the Sun? | Mercury | Venus | Mars | Earth
+Which planet is known as the red planet? | Mars | Venus | Jupiter | Mercury
+Which planet has the most prominent rings? | Saturn | Mars | Mercury | Venus
+What is the natural satellite of the Earth called? | the Moon | Phobos | Titan | Europa
+What star is at the center of the solar system? | the Sun | Sirius | Polaris | Vega
+What is the chemical symbol for gold? | Au | Ag | Gd | Go
+What is the chemical symbol for iron? | Fe | Ir | In | Fr
+What is the chemical symbol for sodium? | Na | So | Sd | Sn
+What is the chemical symbol for potassium? | K | P | Po | Pt
+What is the chemical symbol for oxygen? | O | Ox | Og | Os
+What is the chemical symbol for silver? | Ag | Si | Sv | Au
+Which gas do plants absorb from the air for photosynthesis? | carbon dioxide | oxygen | nitrogen | helium
+Which gas makes up most of the Earth's atmosphere? | nitrogen | oxygen | carbon dioxide | argon
+What is the chemical formula of water? | H2O | CO2 | O2 | NaCl
+What is the chemical formula of table salt? | NaCl | KCl | H2O | CaCO3
+At what temperature in degrees Celsius does pure water boil at sea level? | 100 | 90 | 80 | 120
+At what temperature in degrees Celsius does pure water freeze at sea level? | 0 | 10 | -10 | 4
+What is the SI unit of force? | newton | joule | watt | pascal
+What is the SI unit of energy? | joule | newton | volt | tesla
+What is the SI unit of power? | watt | joule | ampere | ohm
+What is the SI unit of electric current? | ampere | volt | ohm | coulomb
+What is the SI unit of electrical resistance? | ohm | volt | watt | farad
+What is the SI unit of pressure? | pascal | newton | kelvin | joule
+What is the SI base unit of temperature? | kelvin | celsius | fahrenheit | joule
+How many bits are in a byte? | 8 | 4 | 16 | 10
+How many days are in a leap year? | 366 | 365 | 364 | 360
+How many continents are there by the most common count? | 7 | 5 | 6 | 8
+How many legs does a spider have? | 8 | 6 | 10 | 4
+How many legs does an insect have? | 6 | 8 | 4 | 10
+How many sides does a hexagon have? | 6 | 5 | 7 | 8
+How many sides does an octagon have? | 8 | 6 | 10 | 12
+How many minutes are in an hour? | 60 | 100 | 30 | 24
+How many hours are in a day? | 24 | 12 | 60 | 48
+What is the largest ocean on Earth? | the Pacific Ocean | the Atlantic Ocean | the Indian Ocean | the Arctic Ocean
+What is the longest river in South America? | the Amazon | the Parana | the Orinoco | the Madeira
+On which continent is the Sahara desert? | Africa | Asia | Australia | South America
+What is the highest mountain above sea level? | Mount Everest | K2 | Kangchenjunga | Mont Blanc
+Which organ pumps blood through the human body? | the heart | the liver | the lungs | the kidney
+Which organ do humans breathe with? | the lungs | the heart | the stomach | the liver
+What is the hardest natural mineral? | diamond | quartz | topaz | graphite
+What is the largest mammal? | the blue whale | the elephant | the giraffe | the hippopotamus
+Which animal is known as the king of the jungle? | the lion | the tiger | the bear | the wolf
+What do bees make? | honey | silk | wax paper | milk
+What is the main language spoken in Brazil? | Portuguese | Spanish | French | English
+What is the main language spoken in Mexico? | Spanish | Portuguese | English | French
+Who wrote the play Romeo and Juliet? | William Shakespeare | Charles Dickens | Jane Austen | Mark Twain
+Who developed the theory of general relativity? | Albert Einstein | Isaac Newton | Niels Bohr | Galileo Galilei
+Who formulated the laws of motion and universal gravitation? | Isaac Newton | Albert Einstein
+    | Johannes Kepler | Michael Faraday
+Who proposed the theory of evolution by natural selection? | Charles Darwin | Gregor Mendel
+    | Louis Pasteur | Isaac Newton
+Who painted the Mona Lisa? | Leonardo da Vinci | Michelangelo | Raphael | Rembrandt
+In which year did the First World War begin? | 1914 | 1918 | 1939 | 1905
+In which year did the Second World War end? | 1945 | 1939 | 1950 | 1918
+In which year did humans first land on the Moon? | 1969 | 1959 | 1975 | 1981
+What is the freezing point of water in degrees Fahrenheit? | 32 | 0 | 100 | 212
+What is the speed of light in vacuum, approximately, in kilometres per second? | 300000 | 30000 | 3000 | 3000000
+What is the smallest prime number? | 2 | 1 | 3 | 0
+What is the square root of 81? | 9 | 8 | 7 | 81
+Which metal is liquid at room temperature? | mercury | iron | copper | aluminium
+What is the most abundant element in the universe? | hydrogen | helium | oxygen | carbon
+What part of a plant conducts photosynthesis most? | the leaves | the roots | the bark | the seeds
+What is the boiling point of water in degrees Fahrenheit at sea level? | 212 | 100 | 180 | 250
+Which blood cells carry oxygen? | red blood cells | white blood cells | platelets | plasma cells
+What is the largest country by area? | Russia | Canada | China | the United States
+"""
+KNOWLEDGE = [tuple(line.split(" | ")) for line in KNOWLEDGE_TEXT.replace("\n    | ", " | ").splitlines()]
 
 NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Oscar"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]

@@ -73,25 +73,16 @@ class EvalReport(BaseModel):
     outcomes: list[SuiteOutcome] = Field(default_factory=list)
     duration_s: float = 0.0
 
-    @property
-    def accuracy_rows(self) -> list[MetricRow]:
-        return [m for m in self.metrics if m.kind == "accuracy"]
-
-    @property
-    def throughput_rows(self) -> list[MetricRow]:
-        return [m for m in self.metrics if m.kind == "throughput"]
+    def rows(self, kind: MetricKind) -> list[MetricRow]:
+        return [m for m in self.metrics if m.kind == kind]
 
     @property
     def crashed(self) -> list[SuiteOutcome]:
         return [o for o in self.outcomes if o.status == "crashed"]
 
     @property
-    def skipped(self) -> list[SuiteOutcome]:
-        return [o for o in self.outcomes if o.status == "skipped"]
-
-    @property
     def avg_pct_diff(self) -> float:
-        rows = self.accuracy_rows
+        rows = self.rows("accuracy")
         if not rows:
             return math.inf
         return sum(m.pct_diff for m in rows) / len(rows)
@@ -99,7 +90,7 @@ class EvalReport(BaseModel):
     @property
     def perf_ratio(self) -> float | None:
         """Geometric mean of migrated/reference throughput over the concurrency levels; None if not measured."""
-        ratios = [m.ratio for m in self.throughput_rows]
+        ratios = [m.ratio for m in self.rows("throughput")]
         if not ratios:
             return None
         if any(not math.isfinite(r) for r in ratios):
@@ -109,14 +100,14 @@ class EvalReport(BaseModel):
     def gate_failures(self) -> list[tuple[str, str]]:
         """(part, message) for each part of the gate that fails: metrics, finite, crashed, accuracy, performance."""
         failures = []
-        if not self.accuracy_rows:
+        if not self.rows("accuracy"):
             failures.append(("metrics", "no accuracy metrics"))
         bad = [m.name for m in self.metrics if not m.finite]
         if bad:
             failures.append(("finite", f"non-finite metric(s): {', '.join(bad)}"))
         if self.crashed:
             failures.append(("crashed", "crashed: " + "; ".join(f"{o.suite}: {o.reason}" for o in self.crashed)))
-        if self.accuracy_rows and not bad and self.avg_pct_diff >= self.threshold_pct:
+        if self.rows("accuracy") and not bad and self.avg_pct_diff >= self.threshold_pct:
             failures.append(
                 ("accuracy", f"average percent difference {self.avg_pct_diff:.2f}% >= {self.threshold_pct:g}%")
             )

@@ -44,7 +44,8 @@ PREFIXES = [
     r"\[\d\d:\d\d:\d\d(?:\.\d+)?\]\s*",  # "[16:10:33]"
     r"\[\s*\d+\.\d+\]\s*",  # dmesg "[74889.644138]"
     r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [\w.\-/]+(?:\[\d+\])?:\s*",  # syslog / journald
-    r"\((?:[A-Za-z][\w-]*(?:\s+(?:rank|pid|ip|node)=[^\s)]+)+|pid=\d+(?:,\s*ip=[^)]+)?)\)\s*",  # (VllmWorker rank=0 pid=1)
+    # "(VllmWorker rank=0 pid=1)"
+    r"\((?:[A-Za-z][\w-]*(?:\s+(?:rank|pid|ip|node)=[^\s)]+)+|pid=\d+(?:,\s*ip=[^)]+)?)\)\s*",
     r"\[(?:rank|Rank)\s*\d+\]:?\s*",  # torch "[rank0]:"
     r"[\w.-]{1,40}+[ \t]++\|[ \t]+",  # docker compose "vllm-1  | "
     r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s+\d\d-\d\d\s+[\d:.]+\s+(?:\[[^\]]+\]|[\w.]+:\d+\])\s*",  # vLLM
@@ -67,8 +68,10 @@ EMBEDDED_PREFIX = re.compile(r"(?<=\S)\s+(?=\((?:[A-Za-z][\w-]*\s+(?:rank=\S+\s+
 RAY_SUFFIX = re.compile(r"\s*\[repeated \d+x across cluster\].*$")
 # CUDA's hints say where to look, not what failed; inside one line they are cut off, alone they go.
 ASYNC_HINTS = re.compile(
-    r"\s*(?:CUDA kernel errors might be asynchronously reported.*|For debugging consider passing CUDA_LAUNCH_BLOCKING=1.*"
-    r"|Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.*|Search for `cuda\w+' in https://docs\.nvidia\.com\S*"
+    r"\s*(?:CUDA kernel errors might be asynchronously reported.*"
+    r"|For debugging consider passing CUDA_LAUNCH_BLOCKING=1.*"
+    r"|Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.*"
+    r"|Search for `cuda\w+' in https://docs\.nvidia\.com\S*"
     r"(?: for more information\.)?)$"
 )
 NOISE_START = set("^~─━│┃╭╮╰╯┌┐└┘═ .-")

@@ -152,7 +152,10 @@ class ScriptedLLM:
         if quirks.reject_tool_choice and "tool_choice" in request:
             return '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
         if quirks.reject_max_tokens and "max_tokens" in request:
-            return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+            return (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
         if quirks.require_reasoning_content:
             for message in request.get("messages", []):
                 if (
@@ -229,13 +232,13 @@ def error_body(message: str, kind: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    llm: ScriptedLLM  # set on the subclass made per server
+class JsonHandler(BaseHTTPRequestHandler):
+    """Answers in JSON and logs nothing: the scripted LLM's server, and the tests' other stand-in servers."""
 
     def log_message(self, *args) -> None:  # quiet: the exchanges are the record
         pass
 
-    def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+    def send_json(self, status: int, body: dict | list, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -245,12 +248,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+
+class _Handler(JsonHandler):
+    llm: ScriptedLLM  # set on the subclass made per server
+
     def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         if path in ("/health", "/v1/health"):
-            self._send(200, {"status": "ok"})
+            self.send_json(200, {"status": "ok"})
         elif path in ("/v1/models", "/models"):
-            self._send(
+            self.send_json(
                 200,
                 {
                     "object": "list",
@@ -258,17 +265,17 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         else:
-            self._send(404, error_body(f"no route {path}", "not_found"))
+            self.send_json(404, error_body(f"no route {path}", "not_found"))
 
     def do_POST(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         if path not in ("/v1/chat/completions", "/chat/completions"):
-            self._send(404, error_body(f"no route {path}", "not_found"))
+            self.send_json(404, error_body(f"no route {path}", "not_found"))
             return
         try:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         except json.JSONDecodeError as err:
-            self._send(400, error_body(f"body is not JSON: {err}", "invalid_request_error"))
+            self.send_json(400, error_body(f"body is not JSON: {err}", "invalid_request_error"))
             return
         try:
             status, body, headers = self.llm.answer(request)
@@ -278,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
                 error_body(f"script function failed: {type(err).__name__}: {err}", "server_error"),
                 {},
             )
-        self._send(status, body, headers)
+        self.send_json(status, body, headers)
 
 
 class ScriptedServer:

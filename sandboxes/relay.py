@@ -11,19 +11,8 @@ import socketserver
 import threading
 from pathlib import Path
 
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock, how in ((sink, socket.SHUT_WR), (source, socket.SHUT_RD)):
-            try:
-                sock.shutdown(how)
-            except OSError:
-                pass
+# The probe is standalone (it runs in the container); its copy loop serves this half too.
+from fr_agent.sandboxes.probes.unix_relay import pump
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -36,9 +25,9 @@ class _Handler(socketserver.BaseRequestHandler):
         except OSError:
             upstream.close()
             return  # the container side is not up yet: the client sees a closed connection
-        back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+        back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
         back.start()
-        _pump(self.request, upstream)
+        pump(self.request, upstream)
         back.join()
         upstream.close()
 

@@ -71,3 +71,16 @@ def verdict_from(result: CommandResult, describe: Callable[[dict], str]) -> Veri
     ok = result.ok and bool(verdict.get("ok"))
     detail = describe(verdict) if ok else (verdict.get("error") or f"exit code {result.returncode}")
     return Verification(ok=ok, detail=detail, log_path=result.log_path)
+
+
+def run_check(
+    sandbox: Sandbox,
+    recipe: Recipe,
+    settings: Settings,
+    argv: list[str],
+    log_name: str,
+    describe: Callable[[dict], str],
+) -> Verification:
+    """A tool's check: one command in the sandbox under the verify timeout, its verdict read as a probe's."""
+    result = sandbox.run(argv, recipe, timeout=settings.timeouts.verify, log_name=log_name)
+    return verdict_from(result, describe)

@@ -13,7 +13,7 @@ from fr_agent.core.config import Settings
 from fr_agent.core.recipe import Recipe, Scalar, Stage, engine_flags
 from fr_agent.core.types import DType
 from fr_agent.sandboxes.base import Sandbox
-from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
+from fr_agent.tools.base import Tool, ToolArgs, Verification, change, run_check
 
 ARG_NAME = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 ENTRYPOINTS = ("cli", "api_server")
@@ -66,20 +66,22 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: FixServeConfigArgs, settings:
             ),
             "--check",
         ]
-        result = sandbox.run(argv, recipe, timeout=settings.timeouts.verify, log_name="verify-fix_serve_config")
-        return verdict_from(result, lambda v: "the hf engine accepts the serve args")
+        return run_check(
+            sandbox, recipe, settings, argv, "verify-fix_serve_config", lambda v: "the hf engine accepts the serve args"
+        )
     serve_args = [
         "--model",
         recipe.model.path or recipe.model.name,
         *engine_flags({"dtype": recipe.dtype, **recipe.serve.engine_args}),
     ]
-    result = sandbox.run(
-        [sandbox.python, sandbox.probe("engine_args_check.py"), recipe.serve.entrypoint, "--", *serve_args],
+    return run_check(
+        sandbox,
         recipe,
-        timeout=settings.timeouts.verify,
-        log_name="verify-fix_serve_config",
+        settings,
+        [sandbox.python, sandbox.probe("engine_args_check.py"), recipe.serve.entrypoint, "--", *serve_args],
+        "verify-fix_serve_config",
+        lambda v: f"vLLM accepts the serve args ({recipe.serve.entrypoint} entrypoint)",
     )
-    return verdict_from(result, lambda v: f"vLLM accepts the serve args ({recipe.serve.entrypoint} entrypoint)")
 
 
 def rerun_from(args: FixServeConfigArgs) -> Stage:
@@ -88,7 +90,9 @@ def rerun_from(args: FixServeConfigArgs) -> Stage:
 
 TOOL = Tool(
     name="fix_serve_config",
-    description="Set or drop one vLLM engine argument (vLLM's own names), the dtype, or the entrypoint (cli|api_server).",
+    description=(
+        "Set or drop one vLLM engine argument (vLLM's own names), the dtype, or the entrypoint (cli|api_server)."
+    ),
     args_model=FixServeConfigArgs,
     apply=apply,
     verify=verify,

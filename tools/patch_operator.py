@@ -19,7 +19,7 @@ from fr_agent.core.types import CHECKED_OPS, DType
 from fr_agent.kernels import KERNELS, operator_spec
 from fr_agent.kernels.registry import MODEL_HOOKS
 from fr_agent.sandboxes.base import Sandbox
-from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
+from fr_agent.tools.base import Tool, ToolArgs, Verification, change, run_check
 from fr_agent.tools.operator_search import verify_model
 
 FLAGGEMS_NAME = re.compile(r"^_?[a-z][a-z0-9_]*$")
@@ -89,13 +89,14 @@ def verify(sandbox: Sandbox, recipe: Recipe, args: PatchOperatorArgs, settings: 
     spec = {**operator_spec(recipe), "ops": [args.op]}
     spec_path = Path(sandbox.workdir) / f"verify-op-{args.op}.json"
     spec_path.write_text(json.dumps(spec))
-    result = sandbox.run(
-        [sandbox.python, sandbox.probe("op_check.py"), str(spec_path)],
+    return run_check(
+        sandbox,
         recipe,
-        timeout=settings.timeouts.verify,
-        log_name=f"verify-patch_operator-{args.op}",
+        settings,
+        [sandbox.python, sandbox.probe("op_check.py"), str(spec_path)],
+        f"verify-patch_operator-{args.op}",
+        lambda v: f"{args.op} passes in {recipe.dtype} ({v['ops'][args.op]['impl']})",
     )
-    return verdict_from(result, lambda v: f"{args.op} passes in {recipe.dtype} ({v['ops'][args.op]['impl']})")
 
 
 TOOL = Tool(

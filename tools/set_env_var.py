@@ -9,7 +9,7 @@ from pydantic import field_validator
 from fr_agent.core.config import Settings
 from fr_agent.core.recipe import Recipe
 from fr_agent.sandboxes.base import Sandbox
-from fr_agent.tools.base import Tool, ToolArgs, Verification, change, verdict_from
+from fr_agent.tools.base import Tool, ToolArgs, Verification, change, run_check
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Variables that would hand a planner arbitrary code execution or break the sandbox's isolation.
@@ -57,13 +57,10 @@ def apply(recipe: Recipe, args: SetEnvVarArgs) -> Recipe:
 
 
 def verify(sandbox: Sandbox, recipe: Recipe, args: SetEnvVarArgs, settings: Settings) -> Verification:
-    result = sandbox.run(
-        [sandbox.python, sandbox.probe("env_check.py"), args.name, args.value],
-        recipe,
-        timeout=settings.timeouts.verify,
-        log_name="verify-set_env_var",
+    argv = [sandbox.python, sandbox.probe("env_check.py"), args.name, args.value]
+    return run_check(
+        sandbox, recipe, settings, argv, "verify-set_env_var", lambda v: f"{args.name} visible inside the sandbox"
     )
-    return verdict_from(result, lambda v: f"{args.name} visible inside the sandbox")
 
 
 TOOL = Tool(

@@ -452,7 +452,7 @@ def _tail(path: str, limit: int = 4000) -> str:
 
 def collect(spec: LaunchSpec, exit_code: int | None, seconds: float, timed_out: bool, host: str) -> ProcessResult:
     run_dir = Path(spec.run_dir)
-    summary = summarize(run_dir) if (run_dir / "request.json").exists() else None
+    summary = summarize(run_dir) if RunFiles(run_dir).request.exists() else None
     return ProcessResult(
         exit_code=exit_code,
         seconds=round(seconds, 2),
@@ -627,12 +627,12 @@ class Batch:
             lost = attempt.launches[-1] if attempt.launches and attempt.launches[-1].seconds is None else None
             if lost:  # killed with its batch: it counts until its run's last event
                 lost.seconds = _seconds_until_last_event(lost.started, run_dir)
-            summary = summarize(run_dir) if (run_dir / "request.json").exists() else None
+            summary = summarize(run_dir) if RunFiles(run_dir).request.exists() else None
             if summary and summary["status"] != "unfinished":  # it finished; the batch died before noting it
                 self.record(state, summary["status"], summary["reason"], summary)
                 return None
             kind = "resume" if summary else "start"
-            if not summary and run_dir.is_dir():  # killed between mkdir and request.json: nothing to keep
+            if not summary and run_dir.is_dir():  # killed before its request was written: nothing to keep
                 for path in sorted(run_dir.rglob("*"), reverse=True):
                     path.rmdir() if path.is_dir() else path.unlink()
                 run_dir.rmdir()

@@ -146,7 +146,7 @@ def diff_runs(a: Path, b: Path) -> dict:
     """Two runs side by side: request, outcome, stages, fixes, eval metrics, time."""
     sa, sb = summarize(a), summarize(b)
     ea, eb = run_events(a), run_events(b)
-    ra, rb = json.loads((a / "request.json").read_text()), json.loads((b / "request.json").read_text())
+    ra, rb = (json.loads(RunFiles(run).request.read_text()) for run in (a, b))
     request = {k: [ra.get(k), rb.get(k)] for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k)}
 
     def stage_line(runs: list[tuple[int, bool, float]]) -> str:
@@ -205,8 +205,8 @@ body {{ font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin
        color: #1d1d1f; padding: 0 16px; }}
 h1 {{ font-size: 22px; margin-bottom: 4px; }} h2 {{ font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ddd; }}
 h3 {{ font-size: 15px; margin: 14px 0 4px; }}
-table {{ border-collapse: collapse; margin: 8px 0; }} th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left;
-       vertical-align: top; }} th {{ background: #f4f4f6; }}
+table {{ border-collapse: collapse; margin: 8px 0; }} th, td {{ border: 1px solid #ddd; padding: 3px 8px;
+       text-align: left; vertical-align: top; }} th {{ background: #f4f4f6; }}
 .badge {{ display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; }}
 .passed {{ background: {OK_COLOR}; }} .failed, .precheck_failed, .eval_failed, .error, .crashed, .timeout, .no_host,
 .unfinished {{ background: {FAIL_COLOR}; }} .pending, .retrying {{ background: #757575; }}
@@ -314,8 +314,8 @@ def eval_chart_svg(rounds: list[EvalEvent]) -> str:
     left, plot_w, plot_h, base = 130, step * len(names), 200, 230
     bar_w = max(8.0, (step - 16) / len(rounds))
     parts = [
-        f'<svg class="eval-chart" xmlns="http://www.w3.org/2000/svg" width="{left + plot_w + 180}" height="{base + 130}" '
-        f'role="img" aria-label="percent difference per metric">',
+        f'<svg class="eval-chart" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{left + plot_w + 180}" height="{base + 130}" role="img" aria-label="percent difference per metric">',
         f'<line x1="{left}" x2="{left}" y1="{base - plot_h}" y2="{base}" stroke="#999"/>',
         f'<line x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}" stroke="#999"/>',
     ]
@@ -330,9 +330,9 @@ def eval_chart_svg(rounds: list[EvalEvent]) -> str:
             x0 = left + step * i + 8 + j * bar_w
             label = "non-finite" if pct is None else f"{pct:.2f}%"
             parts.append(
-                f'<rect class="bar" data-metric="{escape(name)}" x="{x0:.1f}" y="{base - h:.1f}" width="{bar_w - 2:.1f}" '
-                f'height="{max(h, 1):.1f}" fill="{ROUND_COLORS[j % len(ROUND_COLORS)]}"><title>{escape(name)} round {j + 1}: '
-                f"{label}</title></rect>"
+                f'<rect class="bar" data-metric="{escape(name)}" x="{x0:.1f}" y="{base - h:.1f}" '
+                f'width="{bar_w - 2:.1f}" height="{max(h, 1):.1f}" fill="{ROUND_COLORS[j % len(ROUND_COLORS)]}">'
+                f"<title>{escape(name)} round {j + 1}: {label}</title></rect>"
             )
             parts.append(
                 f'<text x="{x0 + (bar_w - 2) / 2:.1f}" y="{base - h - 3:.1f}" font-size="10" text-anchor="middle">'
@@ -353,7 +353,8 @@ def eval_chart_svg(rounds: list[EvalEvent]) -> str:
         verdict = "passed" if r.gate_passed else "failed"
         parts.append(
             f'<rect x="{left + plot_w + 4}" y="{base - plot_h + 18 * j}" width="10" height="10" '
-            f'fill="{ROUND_COLORS[j % len(ROUND_COLORS)]}"/><text x="{left + plot_w + 18}" y="{base - plot_h + 18 * j + 9}" '
+            f'fill="{ROUND_COLORS[j % len(ROUND_COLORS)]}"/>'
+            f'<text x="{left + plot_w + 18}" y="{base - plot_h + 18 * j + 9}" '
             f'font-size="11">eval {j + 1} (attempt {r.attempt}): {verdict}</text>'
         )
     parts.append(f'<text x="{left - 40}" y="{base - plot_h - 6}" font-size="11">% diff</text></svg>')
@@ -380,7 +381,7 @@ def run_section(run_dir: Path, anchor: str = "") -> str:
     """The body of a run's review: header, timeline, attempts, diagnoses, tool calls, eval, publish."""
     summary = summarize(run_dir)
     events = run_events(run_dir)
-    request = json.loads((run_dir / "request.json").read_text())
+    request = json.loads(RunFiles(run_dir).request.read_text())
     h = [
         f'<section class="run" id="{escape(anchor or summary["run_id"])}">',
         f"<h1>{escape(summary['model'])} on {escape(summary['chip'])} {_badge(summary['status'])}</h1>",
@@ -405,8 +406,8 @@ def run_section(run_dir: Path, anchor: str = "") -> str:
         h.append("</table>")
     h.append("<h2>Timeline</h2>" + timeline_svg(events))
     h.append(
-        '<p class="muted">bars: stages (green passed, red failed; hover for detail), shaded: the eval; triangles: diagnoses; '
-        "dots: fixes checked; dashed line: resumed after a stop.</p>"
+        '<p class="muted">bars: stages (green passed, red failed; hover for detail), shaded: the eval; '
+        "triangles: diagnoses; dots: fixes checked; dashed line: resumed after a stop.</p>"
     )
     stages = of_kind(events, StageEvent)
     if stages:
@@ -524,6 +525,6 @@ def render_batch_html(rows: list[dict], runs_dir: Path, title: str) -> str:
     body.append("</table>")
     for r in rows:
         run_dir = runs_dir / r["run_id"] if r["run_id"] else None
-        if run_dir and (run_dir / "request.json").exists():
+        if run_dir and RunFiles(run_dir).request.exists():
             body.append("<hr>" + run_section(run_dir))
     return page(f"fr-agent batch {title}", "\n".join(body))

@@ -11,7 +11,9 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from fr_agent.playbooks.scripted_llm import JsonHandler
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -66,27 +68,18 @@ class FakeHub:
     def _handler(self):
         hub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def reply(self, status: int, body, headers: dict | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def not_found(self) -> None:
-                self.reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        class Handler(JsonHandler):
+            def repo(self, match: re.Match) -> Repo | None:
+                """The repo the path names; None, answered with the hub's 404, when there is none."""
+                repo = hub.repos.get(match["repo"])
+                if repo is None:
+                    self.send_json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                return repo
 
             def authorised(self) -> bool:
                 if self.headers.get("authorization") == f"Bearer {hub.token}":
                     return True
-                self.reply(
+                self.send_json(
                     401,
                     {"error": "Invalid credentials in Authorization header"},
                     {"X-Error-Message": "Invalid credentials in Authorization header"},
@@ -100,10 +93,9 @@ class FakeHub:
                 path = self.path.split("?")[0]
                 hub.requests.append(("GET", path))
                 if m := re.fullmatch(rf"/api/models/{REPO}/tree/[^/]+", path):
-                    repo = hub.repos.get(m["repo"])
-                    if repo is None:
-                        return self.not_found()
-                    return self.reply(
+                    if (repo := self.repo(m)) is None:
+                        return None
+                    return self.send_json(
                         200,
                         [
                             {"type": "file", "oid": git_sha1(data), "size": len(data), "path": name}
@@ -111,10 +103,9 @@ class FakeHub:
                         ],
                     )
                 if m := re.fullmatch(rf"/api/models/{REPO}(/revision/[^/]+)?", path):
-                    repo = hub.repos.get(m["repo"])
-                    if repo is None:
-                        return self.not_found()
-                    return self.reply(
+                    if (repo := self.repo(m)) is None:
+                        return None
+                    return self.send_json(
                         200,
                         {
                             "id": m["repo"],
@@ -123,30 +114,29 @@ class FakeHub:
                             "siblings": [{"rfilename": name} for name in sorted(repo.files)],
                         },
                     )
-                self.reply(404, {"error": f"no route GET {path}"})
+                self.send_json(404, {"error": f"no route GET {path}"})
 
             def do_POST(self):
                 path = self.path.split("?")[0]
                 hub.requests.append(("POST", path))
                 body = self.body()
                 if path == "/api/validate-yaml":
-                    return self.reply(200, {"errors": [], "warnings": []})
+                    return self.send_json(200, {"errors": [], "warnings": []})
                 if not self.authorised():
                     return None
                 if path == "/api/repos/create":
                     data = json.loads(body)
                     repo_id = f"{data['organization']}/{data['name']}" if data.get("organization") else data["name"]
                     if repo_id in hub.repos:
-                        return self.reply(409, {"error": "You already created this model repo"})
+                        return self.send_json(409, {"error": "You already created this model repo"})
                     repo = hub.repos[repo_id] = Repo(private=data.get("visibility", "public") == "private")
                     repo.commit("initial commit", {}, [])
-                    return self.reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                    return self.send_json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
                 if m := re.fullmatch(rf"/api/models/{REPO}/preupload/[^/]+", path):
-                    repo = hub.repos.get(m["repo"])
-                    if repo is None:
-                        return self.not_found()
+                    if (repo := self.repo(m)) is None:
+                        return None
                     files = json.loads(body)["files"]
-                    return self.reply(
+                    return self.send_json(
                         200,
                         {
                             "files": [
@@ -161,9 +151,8 @@ class FakeHub:
                         },
                     )
                 if m := re.fullmatch(rf"/api/models/{REPO}/commit/[^/]+", path):
-                    repo = hub.repos.get(m["repo"])
-                    if repo is None:
-                        return self.not_found()
+                    if (repo := self.repo(m)) is None:
+                        return None
                     message, added, deleted = "", {}, []
                     for line in body.decode().splitlines():
                         item = json.loads(line)
@@ -174,9 +163,9 @@ class FakeHub:
                         elif item["key"] == "deletedFile":
                             deleted.append(item["value"]["path"])
                         else:
-                            return self.reply(400, {"error": f"unsupported commit entry {item['key']}"})
+                            return self.send_json(400, {"error": f"unsupported commit entry {item['key']}"})
                     commit = repo.commit(message, added, deleted)
-                    return self.reply(
+                    return self.send_json(
                         200,
                         {
                             "commitUrl": f"{hub.url}/{m['repo']}/commit/{commit.oid}",
@@ -184,6 +173,6 @@ class FakeHub:
                             "success": True,
                         },
                     )
-                self.reply(404, {"error": f"no route POST {path}"})
+                self.send_json(404, {"error": f"no route POST {path}"})
 
         return Handler

@@ -61,6 +61,10 @@ def test_placeholders_are_blocked(good, placeholder):
 def test_zero_and_missing_scores_are_blocked(good):
     zero = good.replace("| greedy_token_agreement | 1 | 0.97 |", "| greedy_token_agreement | 1 | 0 |")
     assert [f.message for f in lint_text(zero)] == ["greedy_token_agreement: migrated score is zero"]
+    both = good.replace("| greedy_token_agreement | 1 | 0.97 |", "| greedy_token_agreement | 0 | 0 |")
+    assert lint_text(both) == []  # nothing lost: the metric is uninformative for this model, not a failure
+    ahead = good.replace("| greedy_token_agreement | 1 | 0.97 |", "| greedy_token_agreement | 0 | 0.2 |")
+    assert lint_text(ahead) == []
     missing = good.replace("| perplexity | 8.1 | 8.3 |", "| perplexity | n/a | 8.3 |")
     assert [f.message for f in lint_text(missing)] == ["perplexity: reference score is missing ('n/a')"]
     blank = good.replace("| task_math_accuracy | 0.25 | 0.25 |", "| task_math_accuracy | 0.25 |  |")

@@ -28,19 +28,9 @@ from fr_agent.playbooks.diagnose import Diagnosis
 from fr_agent.playbooks.planning import FixOutcome, PlanRound
 from fr_agent.tools import TOOLS, ToolCall, Verification
 from tests.sandboxes.fake_sandbox import FakeSandbox
+from tests.tiny_facts import TINY_LLAMA_FACTS
 
-FACTS = ModelFacts(
-    architecture="LlamaForCausalLM",
-    model_type="llama",
-    dtype="bfloat16",
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    vocab_size=512,
-    max_position_embeddings=256,
-    params_b=0.001,
-)
+FACTS = ModelFacts(**TINY_LLAMA_FACTS)
 RECIPE = Recipe(model=ModelRef(name="tiny"), chip="cpu", base_image="python:3.11", packages=[])
 
 

@@ -25,21 +25,10 @@ from fr_agent.core.events import (
     of_kind,
     read_events,
 )
+from tests.tiny_facts import TINY_LLAMA_FACTS
 
 RECORDS = Path(__file__).parents[2] / "evals" / "records"
 RECIPE = {"model": {"name": "tiny-llama"}, "chip": "cpu", "base_image": "python:3.11-slim", "packages": []}
-FACTS = {
-    "architecture": "LlamaForCausalLM",
-    "model_type": "llama",
-    "dtype": "bfloat16",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 1000,
-    "max_position_embeddings": 512,
-    "params_b": 0.002,
-}
 # One event of each kind, with the fields its emitter writes.
 ONE_OF_EACH: dict[str, dict] = {
     "run_started": {"request": {"model": "tiny-llama", "chip": "cpu"}, "run_dir": "/runs/r1"},
@@ -47,7 +36,7 @@ ONE_OF_EACH: dict[str, dict] = {
         "model": {"name": "tiny-llama", "repo_id": "fr-agent/tiny-llama", "path": None},
         "chip": "cpu",
         "source": "fixture",
-        "facts": FACTS,
+        "facts": TINY_LLAMA_FACTS,
         "notes": ["a note"],
         "recipe": RECIPE,
     },

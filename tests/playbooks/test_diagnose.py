@@ -7,98 +7,32 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fr_agent.core.errors import CatalogError
 from fr_agent.playbooks.diagnose import diagnose_log, diagnose_text, load_playbooks
 
 LOGS = Path(__file__).parents[1] / "data" / "logs"
 
-# log file -> (playbook, the tool call it must propose first)
-CASES = {
-    "import-torchvision-nms.log": (
-        "torch-extension-op-missing",
-        ("install_dependency", {"package": "torchvision", "action": "remove"}),
-    ),
-    "import-torchaudio-abi.log": (
-        "torch-extension-library-load",
-        ("install_dependency", {"package": "torchaudio", "action": "remove"}),
-    ),
-    "import-torchcodec-abi.log": (
-        "torch-extension-library-load",
-        ("install_dependency", {"package": "torchcodec", "action": "remove"}),
-    ),
-    "device-bf16-sigill.log": (
-        "illegal-instruction",
-        ("set_env_var", {"name": "ONEDNN_MAX_CPU_ISA", "value": "AVX512_CORE_BF16"}),
-    ),
-    "serve-vllm-cli-metadata.log": (
-        "vllm-cli-distribution-metadata",
-        ("fix_serve_config", {"key": "entrypoint", "value": "api_server"}),
-    ),
-    "serve-cpu-memory-utilization.log": (
-        "vllm-cpu-memory-utilization",
-        ("fix_serve_config", {"key": "gpu_memory_utilization", "value": 0.5}),
-    ),
-    "vllm-zmq-ipc-path-too-long.log": ("ipc-path-too-long", ("set_env_var", {"name": "TMPDIR", "value": "/tmp"})),
-    "vllm-cpu-worker-died-compiling.log": (
-        "vllm-worker-died-compiling",
-        ("fix_serve_config", {"key": "enforce_eager", "value": True}),
-    ),
-    "operators-triton-no-driver.log": (
-        "triton-no-driver",
-        ("patch_operator", {"op": "rms_norm", "strategy": "reference"}),
-    ),
-    # Captured from repair-benchmark runs (evals/repairbench): the stack's own messages for broken recipes.
-    "install-uv-resolver-pin.log": (
-        "resolver-pin-unsatisfiable",
-        ("install_dependency", {"package": "huggingface-hub", "action": "upgrade"}),
-    ),
-    "import-torch-logs-invalid.log": (
-        "torch-logs-invalid",
-        ("set_env_var", {"name": "TORCH_LOGS", "value": "recompiles"}),
-    ),
-    "import-distribution-not-found.log": (
-        "distribution-not-found",
-        ("install_dependency", {"package": "safetensors", "action": "upgrade"}),
-    ),
-    "load-modules-cache-read-only.log": (
-        "cache-folder-unusable",
-        ("set_env_var", {"name": "HF_MODULES_CACHE", "value": "/tmp/hf-modules"}),
-    ),
-    "load-numpy2-abi-pandas.log": (
-        "numpy-two-abi",
-        ("install_dependency", {"package": "numpy", "version": "1.26.4", "action": "downgrade"}),
-    ),
-    "load-remote-code-cv2.log": (
-        "remote-code-requires-packages",
-        ("install_dependency", {"package": "opencv-python-headless"}),
-    ),
-    "serve-hf-unrecognized-argument.log": (
-        "serve-unrecognized-argument",
-        ("fix_serve_config", {"key": "enforce_eager", "value": None}),
-    ),
-    "serve-hf-max-model-len.log": (
-        "max-model-len-above-derived",
-        ("fix_serve_config", {"key": "max_model_len", "value": 1024}),
-    ),
-}
+# log file -> its playbook and the tool call it must propose first
+EXPECTED = yaml.safe_load((LOGS / "expected.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_logs(name):
-    playbook, (tool, args) = CASES[name]
     diagnosis = diagnose_log(LOGS / name, "stage")
-    assert diagnosis.playbook == playbook
-    assert (diagnosis.tool_calls[0].tool, diagnosis.tool_calls[0].args) == (tool, args)
+    assert diagnosis.playbook == EXPECTED[name]["playbook"]
+    assert diagnosis.tool_calls[0].model_dump() == EXPECTED[name]["call"]
     assert diagnosis.evidence and all(len(line) < 2000 for line in diagnosis.evidence)
 
 
 def test_vllm_prefixes_and_ansi_are_stripped():
     log = (
-        "\x1b[1;36m(EngineCore_DP0 pid=4242)\x1b[0m ERROR 11-23 11:08:37 [core.py:1510] ValueError: To serve at least one "
-        "request with the models's max seq len (32768), (4.00 GiB KV cache is needed, which is larger than the available "
-        "KV cache memory (1.25 GiB). Based on the available memory, the estimated maximum model length is 10240. Try "
-        "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.\n"
+        "\x1b[1;36m(EngineCore_DP0 pid=4242)\x1b[0m ERROR 11-23 11:08:37 [core.py:1510] ValueError: "
+        "To serve at least one request with the models's max seq len (32768), "
+        "(4.00 GiB KV cache is needed, which is larger than the available KV cache memory (1.25 GiB). "
+        "Based on the available memory, the estimated maximum model length is 10240. "
+        "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.\n"
     )
     diagnosis = diagnose_text(log, "serve")
     assert diagnosis.playbook == "vllm-kv-cache-max-model-len"
@@ -108,8 +42,8 @@ def test_vllm_prefixes_and_ansi_are_stripped():
 
 def test_the_error_that_ended_the_run_wins_over_earlier_warnings():
     log = (
-        "UserWarning: Failed to initialize NumPy: No module named 'numpy'\n...\nRuntimeError: Total number of attention "
-        "heads (32) must be divisible by tensor parallel size (3).\n"
+        "UserWarning: Failed to initialize NumPy: No module named 'numpy'\n...\n"
+        "RuntimeError: Total number of attention heads (32) must be divisible by tensor parallel size (3).\n"
     )
     diagnosis = diagnose_text(log, "serve")
     assert diagnosis.playbook == "vllm-tp-heads" and diagnosis.tool_calls[0].args == {
@@ -192,7 +126,8 @@ def test_prefixes_of_workers_ranks_and_timestamps_are_stripped():
 def test_ansi_progress_bars_and_cuda_async_hints_go():
     raw = (
         "\x1b[31mRuntimeError: CUDA error: uncorrectable ECC error encountered\x1b[0m\n"
-        "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
+        "CUDA kernel errors might be asynchronously reported at some other API call, "
+        "so the stacktrace below might be incorrect.\n"
         "For debugging consider passing CUDA_LAUNCH_BLOCKING=1.\n"
         "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
         "Loading shards:  10%|#\rLoading shards: 100%|##########|\n"
@@ -255,28 +190,75 @@ def test_chained_exceptions_keep_the_root_cause():
 
 
 def test_flaggems_culprit_only_when_it_is_a_registered_op():
-    frame = 'Traceback (most recent call last):\n  File "/x/flag_gems/ops/{op}.py", line 9, in {op}\nRuntimeError: Triton Error [CUDA]: illegal\n'
+    frame = (
+        'Traceback (most recent call last):\n  File "/x/flag_gems/ops/{op}.py", line 9, in {op}\n'
+        "RuntimeError: Triton Error [CUDA]: illegal\n"
+    )
     registered = diagnose_text(frame.format(op="softmax"))
     assert registered.category == "patch_operator" and registered.params == {"op": "softmax", "strategy": "disable"}
     assert diagnose_text(frame.format(op="my_helper_util")).category == "unknown"
 
 
-def test_kv_cache_message_variants_give_the_length_that_fits():
-    old = (
+# A log -> the arguments of the fix its diagnosis proposes, read from the log's own numbers and names.
+FIX_ARGUMENTS = {
+    "kv cache: the older message": (
         "ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be stored "
-        "in KV cache (3664). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`"
-    )
-    assert diagnose_text(old).params == {"key": "max_model_len", "value": 3664}
-    no_estimate = (
+        "in KV cache (3664). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`",
+        {"key": "max_model_len", "value": 3664},
+    ),
+    "kv cache: no estimate, the length that fits": (
         "ValueError: To serve at least one request with the models's max seq len (32768), (4.00 GiB KV cache is "
-        "needed, which is larger than the available KV cache memory (1.00 GiB)."
-    )
-    assert diagnose_text(no_estimate).params == {"key": "max_model_len", "value": 8192}
+        "needed, which is larger than the available KV cache memory (1.00 GiB).",
+        {"key": "max_model_len", "value": 8192},
+    ),
+    "tp heads: a power-of-two divisor": (
+        "ValueError: Total number of attention heads (28) must be divisible by tensor parallel size (8).",
+        {"key": "tensor_parallel_size", "value": 4},
+    ),
+    # A resolver conflict moves the pin to the side the dependent needs.
+    "resolver conflict: uv": (
+        "Because vllm==0.5.4 depends on numpy<2.0.0 and you require vllm==0.5.4, we can conclude that you "
+        "require numpy<2.0.0.\nAnd because you require numpy==2.1.1, we can conclude that your requirements "
+        "are unsatisfiable.",
+        {"package": "numpy", "action": "downgrade"},
+    ),
+    "resolver conflict: pip": (
+        "The conflict is caused by:\n    The user requested tokenizers==0.19.1\n"
+        "    transformers 5.19.0 depends on tokenizers<0.24.0,>=0.23.1",
+        {"package": "tokenizers", "action": "upgrade"},
+    ),
+    "unrecognized serve arguments: the first flag only": (
+        "usage: vllm serve ...\nvllm: error: unrecognized arguments: --swap-space 4 --disable-log-requests",
+        {"key": "swap_space", "value": None},
+    ),
+    "cache folder: the variable of the failing library's frame": (
+        'Traceback (most recent call last):\n  File "/usr/lib/python3/site-packages/triton/runtime/cache.py", '
+        'line 66, in __init__\n    os.makedirs(self.cache_dir, exist_ok=True)\n  File "/usr/lib/python3.10/os.py", '
+        "line 225, in makedirs\n    mkdir(name, mode)\nOSError: [Errno 30] Read-only file system: '/app/.cache/x'",
+        {"name": "TRITON_CACHE_DIR", "value": "/tmp/triton-cache"},
+    ),
+}
+# Each looks like a known failure and is not that failure.
+NEAR_MISSES = {
+    "a pin nobody depends on": "error: you require foo==1.0 and it does not exist",
+    "a stray positional argument is not an engine argument": (
+        "api_server.py: error: unrecognized arguments: /root/models/Qwen3-8B"
+    ),
+    "a missing input file read by a library is not a cache folder": (
+        'Traceback (most recent call last):\n  File "/x/site-packages/huggingface_hub/file_download.py", line 9, '
+        "in hf_hub_download\n    open(path)\nFileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'"
+    ),
+}
 
 
-def test_tp_heads_picks_a_power_of_two_divisor():
-    log = "ValueError: Total number of attention heads (28) must be divisible by tensor parallel size (8)."
-    assert diagnose_text(log).params == {"key": "tensor_parallel_size", "value": 4}
+@pytest.mark.parametrize("log, arguments", FIX_ARGUMENTS.values(), ids=FIX_ARGUMENTS)
+def test_fix_arguments_come_from_the_log(log, arguments):
+    assert diagnose_text(log).params == arguments
+
+
+@pytest.mark.parametrize("log", NEAR_MISSES.values(), ids=NEAR_MISSES)
+def test_near_misses_are_unknown(log):
+    assert diagnose_text(log).category == "unknown"
 
 
 def test_every_playbook_regex_has_literal_needles():
@@ -306,44 +288,6 @@ def test_cli_diagnose_reads_stdin_with_stray_bytes(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)  # exactly one JSON object
     assert data["category"] == "fix_serve_config" and data["params"] == {"key": "dtype", "value": "float16"}
-
-
-def test_resolver_conflict_moves_the_pin_to_the_side_the_dependent_needs():
-    uv = (
-        "Because vllm==0.5.4 depends on numpy<2.0.0 and you require vllm==0.5.4, we can conclude that you "
-        "require numpy<2.0.0.\nAnd because you require numpy==2.1.1, we can conclude that your requirements "
-        "are unsatisfiable."
-    )
-    assert diagnose_text(uv).params == {"package": "numpy", "action": "downgrade"}
-    pip = (
-        "The conflict is caused by:\n    The user requested tokenizers==0.19.1\n"
-        "    transformers 5.19.0 depends on tokenizers<0.24.0,>=0.23.1"
-    )
-    assert diagnose_text(pip).params == {"package": "tokenizers", "action": "upgrade"}
-    # A pin nobody depends on is not this failure.
-    assert diagnose_text("error: you require foo==1.0 and it does not exist").category == "unknown"
-
-
-def test_unrecognized_serve_arguments_drop_the_first_flag_only():
-    log = "usage: vllm serve ...\nvllm: error: unrecognized arguments: --swap-space 4 --disable-log-requests"
-    assert diagnose_text(log).params == {"key": "swap_space", "value": None}
-    # A stray positional argument is not an engine argument to drop.
-    assert diagnose_text("api_server.py: error: unrecognized arguments: /root/models/Qwen3-8B").category == "unknown"
-
-
-def test_cache_folder_variable_comes_from_the_failing_library_frame():
-    triton = (
-        'Traceback (most recent call last):\n  File "/usr/lib/python3/site-packages/triton/runtime/cache.py", '
-        'line 66, in __init__\n    os.makedirs(self.cache_dir, exist_ok=True)\n  File "/usr/lib/python3.10/os.py", '
-        "line 225, in makedirs\n    mkdir(name, mode)\nOSError: [Errno 30] Read-only file system: '/app/.cache/x'"
-    )
-    assert diagnose_text(triton).params == {"name": "TRITON_CACHE_DIR", "value": "/tmp/triton-cache"}
-    # A missing input file read by a library is not a cache folder.
-    missing = (
-        'Traceback (most recent call last):\n  File "/x/site-packages/huggingface_hub/file_download.py", line 9, '
-        "in hf_hub_download\n    open(path)\nFileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'"
-    )
-    assert diagnose_text(missing).category == "unknown"
 
 
 def test_torch_logs_typo_becomes_the_valid_name_or_errors_only():

@@ -76,6 +76,31 @@ OPENAI_USAGE = {
     },
 }
 
+NO_AUTO_TOOL_CHOICE = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+NO_MAX_TOKENS = (
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+)
+
+
+def refused(message: str, kind: str, param: str | None, code: str | int) -> ScriptedReply:
+    """A provider's 400 answer."""
+    return ScriptedReply(status=400, raw={"error": {"message": message, "type": kind, "param": param, "code": code}})
+
+
+def openai_tool_calls(*calls: dict) -> ScriptedReply:
+    message = {"role": "assistant", "content": None, "refusal": None, "annotations": [], "tool_calls": list(calls)}
+    return ScriptedReply(
+        raw=completion(
+            "gpt-5-mini-2025-08-07",
+            message,
+            "tool_calls",
+            OPENAI_USAGE,
+            service_tier="default",
+            system_fingerprint=None,
+        )
+    )
+
+
 CASES: dict[str, tuple[list[ScriptedReply], ToolCall]] = {
     # DeepSeek thinking mode: reasoning_content beside tool_calls; it must come back on the next request.
     "deepseek-thinking-tools": (
@@ -86,7 +111,9 @@ CASES: dict[str, tuple[list[ScriptedReply], ToolCall]] = {
                     {
                         "role": "assistant",
                         "content": "",
-                        "reasoning_content": "The import fails on torchvision::nms. Let me check the installed packages.",
+                        "reasoning_content": (
+                            "The import fails on torchvision::nms. Let me check the installed packages."
+                        ),
                         "tool_calls": [tool_call("call_00_Xq1", "list_packages", '{"match": "torch"}', index=0)],
                     },
                     "tool_calls",
@@ -100,7 +127,9 @@ CASES: dict[str, tuple[list[ScriptedReply], ToolCall]] = {
                     {
                         "role": "assistant",
                         "content": "torchvision is a CUDA build beside torch+cpu; removing it.",
-                        "reasoning_content": "torchvision 0.28.0 was built against CUDA torch; it is optional for a causal LM.",
+                        "reasoning_content": (
+                            "torchvision 0.28.0 was built against CUDA torch; it is optional for a causal LM."
+                        ),
                         "tool_calls": [tool_call("call_00_Xq2", "install_dependency", REMOVE, index=0)],
                     },
                     "tool_calls",
@@ -114,30 +143,8 @@ CASES: dict[str, tuple[list[ScriptedReply], ToolCall]] = {
     # vLLM without --enable-auto-tool-choice: tool_choice refused; Qwen3 then writes <think> and <tool_call> text.
     "vllm-qwen3-no-tool-parser": (
         [
-            ScriptedReply(
-                status=400,
-                raw={
-                    "error": {
-                        "message": '"auto" tool choice requires --enable-auto-tool-choice '
-                        "and --tool-call-parser to be set",
-                        "type": "BadRequestError",
-                        "param": None,
-                        "code": 400,
-                    }
-                },
-            ),
-            ScriptedReply(
-                status=400,
-                raw={
-                    "error": {
-                        "message": '"auto" tool choice requires --enable-auto-tool-choice '
-                        "and --tool-call-parser to be set",
-                        "type": "BadRequestError",
-                        "param": None,
-                        "code": 400,
-                    }
-                },
-            ),
+            refused(NO_AUTO_TOOL_CHOICE, "BadRequestError", None, 400),
+            refused(NO_AUTO_TOOL_CHOICE, "BadRequestError", None, 400),
             ScriptedReply(
                 raw=completion(
                     "Qwen/Qwen3-8B",
@@ -160,58 +167,13 @@ CASES: dict[str, tuple[list[ScriptedReply], ToolCall]] = {
     # OpenAI: max_tokens refused by a newer model, parallel read-only calls, then a strict-mode call (null fields).
     "openai-strict-parallel": (
         [
-            ScriptedReply(
-                status=400,
-                raw={
-                    "error": {
-                        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
-                        "'max_completion_tokens' instead.",
-                        "type": "invalid_request_error",
-                        "param": "max_tokens",
-                        "code": "unsupported_parameter",
-                    }
-                },
+            refused(NO_MAX_TOKENS, "invalid_request_error", "max_tokens", "unsupported_parameter"),
+            openai_tool_calls(
+                tool_call("call_A1", "show_recipe", "{}"),
+                tool_call("call_A2", "read_log", '{"log":null,"start":1,"count":20}'),
             ),
-            ScriptedReply(
-                raw=completion(
-                    "gpt-5-mini-2025-08-07",
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "refusal": None,
-                        "annotations": [],
-                        "tool_calls": [
-                            tool_call("call_A1", "show_recipe", "{}"),
-                            tool_call("call_A2", "read_log", '{"log":null,"start":1,"count":20}'),
-                        ],
-                    },
-                    "tool_calls",
-                    OPENAI_USAGE,
-                    service_tier="default",
-                    system_fingerprint=None,
-                )
-            ),
-            ScriptedReply(
-                raw=completion(
-                    "gpt-5-mini-2025-08-07",
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "refusal": None,
-                        "annotations": [],
-                        "tool_calls": [
-                            tool_call(
-                                "call_B1",
-                                "install_dependency",
-                                '{"package":"torchvision","version":null,"action":"remove"}',
-                            )
-                        ],
-                    },
-                    "tool_calls",
-                    OPENAI_USAGE,
-                    service_tier="default",
-                    system_fingerprint=None,
-                )
+            openai_tool_calls(
+                tool_call("call_B1", "install_dependency", '{"package":"torchvision","version":null,"action":"remove"}')
             ),
         ],
         ToolCall(tool="install_dependency", args={"package": "torchvision", "action": "remove"}),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from fr_agent.core.events import (
 )
 from fr_agent.playbooks.scripted_llm import Script, serving
 from fr_agent.shell.runs import summarize
-from tests.cli_helpers import fr_agent
+from tests.cli_helpers import TINY_RUN, fr_agent, fr_agent_started
 
 RESPONDER = Path(__file__).parents[1] / "data" / "llm" / "main_job_responder.py"
 SECRET = "sk-TestKeyThatMustNeverBeWritten000000000"
@@ -64,30 +63,20 @@ def auto_run(request, fr_home, tiny_model, tmp_path_factory):
         yield None  # that test was not selected
         return
     config = settings_file(tmp_path_factory.mktemp("auto") / "settings.yaml")
-    env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", **without_llm_env()}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fr_agent",
-            "run",
-            "tiny-llama",
-            "--chip",
-            "cpu",
-            "--engine",
-            "hf",
-            "--planner",
-            "auto",
-            "--yes",
-            "--config",
-            str(config),
-            "--json",
-        ],
+    process = fr_agent_started(
+        *TINY_RUN,
+        "--planner",
+        "auto",
+        "--yes",
+        "--config",
+        str(config),
+        "--json",
+        home=fr_home,
+        env=without_llm_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=env,
     )
     yield process
     if process.poll() is None:
@@ -117,12 +106,7 @@ def test_main_job_with_the_llm_planner_over_http(fr_home, tiny_model, tmp_path):
         }
         run_id = f"llm-main-job-{tmp_path.name[-12:]}-{os.getpid()}"
         paused = fr_agent(
-            "run",
-            "tiny-llama",
-            "--chip",
-            "cpu",
-            "--engine",
-            "hf",
+            *TINY_RUN,
             "--catalog",
             str(catalog),
             "--planner",

@@ -29,7 +29,7 @@ from fr_agent.core.events import (
     of_kind,
     read_events,
 )
-from tests.cli_helpers import fr_agent
+from tests.cli_helpers import fr_agent, replay_reproduces
 from tests.sandboxes.conftest import build_wheel
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -168,23 +168,9 @@ def check_the_run(run_id, fr_home, docker_client, catalog, settings, script):
     assert "fr-test-accel" in listing and "fr-env-breaker" not in listing
 
     # Replay in containers too: the same graph, the kept fix re-applied, no planner, every stage and the gate pass.
-    replay = fr_agent(
-        "transcripts",
-        "replay",
-        run_id,
-        "--sandbox",
-        "docker",
-        "--json",
-        "--config",
-        str(settings),
-        home=fr_home,
-        timeout=900,
-        env={"HF_HOME": str(fr_home / "hf")},
+    replay_events = replay_reproduces(
+        run_id, "--sandbox", "docker", "--config", str(settings), home=fr_home, hf_home=fr_home / "hf"
     )
-    assert replay.returncode == 0, replay.stderr[-3000:]
-    replayed = json.loads(replay.stdout)
-    assert replayed["compare"]["reproduced"] and replayed["compare"]["status"] == ["passed", "passed"]
-    replay_events = read_events(Path(replayed["replay"]["transcript"]))
     assert [(e.status, e.args["package"]) for e in of_kind(replay_events, ToolCallEvent)] == [
         ("replayed", "fr-test-accel")
     ]

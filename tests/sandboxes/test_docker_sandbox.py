@@ -66,7 +66,8 @@ def test_image_is_the_chip_base_plus_the_dockerfile(docker_client, cpu_image, cp
 def test_steps_are_isolated_from_host_env_network_and_privileges(box, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret-should-not-leak-0000000000")
     code = (
-        "import os, sys, socket\nprint(sys.prefix, os.getcwd(), os.environ.get('OPENAI_API_KEY'), os.environ['MY_FLAG'])\n"
+        "import os, sys, socket\n"
+        "print(sys.prefix, os.getcwd(), os.environ.get('OPENAI_API_KEY'), os.environ['MY_FLAG'])\n"
         "cap = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\nprint(cap)\n"
         "try:\n    socket.create_connection(('pypi.org', 443), timeout=5); print('online')\n"
         "except OSError as err:\n    print('offline', type(err).__name__)"

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = REPO / "sandboxes" / "probes" / "op_check.py"
 KERNELS_DIR = REPO / "kernels"
 ALL_OPS = list(DEFAULT_OPS)
+KERNEL_OPS = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax"]  # ops with a Triton kernel; linear has none
 
 
 def _env(interpret: bool) -> dict[str, str]:
@@ -78,7 +79,7 @@ def test_kernels_backend_without_interpreter_fails_then_reference_repairs(tmp_pa
     spec = {"dtype": "bfloat16", "backend": "kernels", "ops": ALL_OPS}
     result, proc = run_probe(tmp_path, spec)
     assert result["ok"] is False and proc.returncode == 1
-    for op in ("rms_norm", "silu_and_mul", "rotary_embedding", "softmax"):
+    for op in KERNEL_OPS:
         rec = result["ops"][op]
         assert rec["status"] == "error" and rec["impl"] == "kernels", rec
         assert "active drivers" in rec["error"], rec  # Triton's own text
@@ -92,34 +93,14 @@ def test_kernels_backend_without_interpreter_fails_then_reference_repairs(tmp_pa
     assert re.search(r"^op_check: rms_norm failed: .*0 active drivers", proc.stderr, re.M)
 
     # The repair: route the failing ops to the torch reference.
-    spec["reference"] = ["rms_norm", "silu_and_mul", "rotary_embedding", "softmax"]
+    spec["reference"] = KERNEL_OPS
     result, proc = run_probe(tmp_path, spec)
-    _assert_all_pass(
-        result,
-        {
-            "rms_norm": "reference",
-            "silu_and_mul": "reference",
-            "rotary_embedding": "reference",
-            "softmax": "reference",
-            "linear": "torch",
-        },
-        proc.stderr,
-    )
+    _assert_all_pass(result, {**dict.fromkeys(KERNEL_OPS, "reference"), "linear": "torch"}, proc.stderr)
 
 
 def test_kernels_backend_with_interpreter_passes(tmp_path):
     result, proc = run_probe(tmp_path, {"dtype": "bfloat16", "backend": "kernels", "ops": ALL_OPS}, interpret=True)
-    _assert_all_pass(
-        result,
-        {
-            "rms_norm": "kernels",
-            "silu_and_mul": "kernels",
-            "rotary_embedding": "kernels",
-            "softmax": "kernels",
-            "linear": "torch",
-        },
-        proc.stderr,
-    )
+    _assert_all_pass(result, {**dict.fromkeys(KERNEL_OPS, "kernels"), "linear": "torch"}, proc.stderr)
 
 
 def test_cast_and_disabled(tmp_path):

@@ -106,20 +106,12 @@ def test_bad_jobs_files_are_one_line_errors(tmp_path, text, message):
 
 
 def test_cli_rejects_bad_jobs_files_with_exit_2_and_lists_good_ones(fr_home, tmp_path):
-    broken = fr_agent(
-        "batch",
-        str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [cpu\n", "broken.yaml")),
-        home=fr_home,
-        timeout=120,
-    )
-    assert broken.returncode == 2 and "broken.yaml is not valid YAML" in one_line_error(broken)
-    unknown = fr_agent(
-        "batch",
-        str(jobs_file(tmp_path, "matrix: {model: [tiny-llama], chip: [tpu9]}\n", "chip.yaml")),
-        home=fr_home,
-        timeout=120,
-    )
-    assert unknown.returncode == 2 and "unknown chip 'tpu9'" in one_line_error(unknown)
+    for name, text, message in [
+        ("broken.yaml", "matrix: {model: [tiny-llama], chip: [cpu\n", "broken.yaml is not valid YAML"),
+        ("chip.yaml", "matrix: {model: [tiny-llama], chip: [tpu9]}\n", "unknown chip 'tpu9'"),
+    ]:
+        rejected = fr_agent("batch", str(jobs_file(tmp_path, text, name)), home=fr_home, timeout=120)
+        assert rejected.returncode == 2 and message in one_line_error(rejected)
     assert not list((fr_home / "batches").glob("broken-*")) and not list((fr_home / "batches").glob("chip-*"))
     listed = fr_agent(
         "batch",

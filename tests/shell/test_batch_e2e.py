@@ -29,7 +29,7 @@ from fr_agent.core.events import (
     read_events,
 )
 from tests.browser import render
-from tests.cli_helpers import fr_agent, wait_for
+from tests.cli_helpers import replay_reproduces, wait_for
 
 # Eval sized for CI (no serving benchmark; fewer prompts and held-out tokens). The strict gate is the
 # repair: bfloat16 differs from the float32 reference by ~0.1%, more than 0.01%, so the loop switches
@@ -161,21 +161,9 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert len([s for s in shown["stages"] if not s["ok"]]) == 0 and len(shown["bars"]) > 0
 
     # Replay: the recorded fix re-applied to the analysed recipe with no planner; every stage and the gate pass.
-    replay = fr_agent(
-        "transcripts",
-        "replay",
-        repaired["run_id"],
-        "--json",
-        "--config",
-        str(tmp_path / "replay-gate.yaml"),
-        home=home,
-        timeout=900,
-        env={"HF_HOME": str(fr_home / "hf")},
+    replay_events = replay_reproduces(
+        repaired["run_id"], "--config", str(tmp_path / "replay-gate.yaml"), home=home, hf_home=fr_home / "hf"
     )
-    assert replay.returncode == 0, replay.stderr[-3000:]
-    result = json.loads(replay.stdout)
-    assert result["compare"]["reproduced"] and result["compare"]["status"] == ["passed", "passed"]
-    replay_events = read_events(Path(result["replay"]["transcript"]))
     assert not any(isinstance(e, PlanEvent | DiagnosisEvent | VerificationEvent) for e in replay_events)
     assert [(e.status, e.tool, e.args) for e in of_kind(replay_events, ToolCallEvent)] == [
         ("replayed", "fix_serve_config", {"key": "dtype", "value": "float32"})

@@ -91,7 +91,8 @@ def test_perturbation_semantics():
             "duplicate scenario id",
         ),
         (
-            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import, model: {remote_code_imports: ['os; x']},\n"
+            "- {id: a-b, kind: set_env_var, description: d, real_world: r, fails_at: import,\n"
+            "   model: {remote_code_imports: ['os; x']},\n"
             "   expect: [{tool: set_env_var}], verify: {python: 'pass'}}",
             "not module names",
         ),

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
-from tests.cli_helpers import one_line_error
+from tests.cli_helpers import TINY_RUN, fr_agent_started, one_line_error
 
 
 def alive(pid: int) -> bool:
@@ -28,24 +27,13 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.e2e
 def test_sigterm_mid_run_stops_the_server_and_keeps_the_checkpoint(fr_home, tiny_model):
-    env = {**os.environ, "FR_AGENT_HOME": str(fr_home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     run_dir = fr_home / "runs" / f"sigterm-{uuid.uuid4().hex[:8]}"  # the home is shared: a fresh run
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fr_agent",
-            "run",
-            "tiny-llama",
-            "--chip",
-            "cpu",
-            "--engine",
-            "hf",
-            "--yes",
-            "--run-id",
-            run_dir.name,
-        ],
-        env=env,
+    process = fr_agent_started(
+        *TINY_RUN,
+        "--yes",
+        "--run-id",
+        run_dir.name,
+        home=fr_home,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from fr_agent.core.events import CLASS_OF_KIND
+from fr_agent.core.paths import RunFiles
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe, ServePlan
 from fr_agent.shell.review import diff_runs, render_run_html, run_events, tool_call_history
 from tests.browser import render
 from tests.cli_helpers import fr_agent, one_line_error
+from tests.tiny_facts import TINY_LLAMA_FACTS
 
 T0 = datetime(2026, 11, 23, 14, 0, 0, tzinfo=UTC)
 BASE = Recipe(
@@ -25,18 +27,6 @@ BASE = Recipe(
     packages=[PackagePin(name="torch", version="2.13.0"), PackagePin(name="transformers", version="5.19.0")],
     serve=ServePlan(engine="hf", engine_args={"max_model_len": 1024}),
 )
-FACTS = {
-    "architecture": "LlamaForCausalLM",
-    "model_type": "llama",
-    "dtype": "bfloat16",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 1000,
-    "max_position_embeddings": 512,
-    "params_b": 0.002,
-}
 STARTED = (0, "run_started", {"request": {"model": "tiny-llama", "chip": "cpu"}, "run_dir": "runs/x"})
 METRICS_BAD = [
     {"name": "greedy_token_agreement", "reference": 1.0, "migrated": 0.8, "abs_diff": 0.2, "pct_diff": 20.0},
@@ -52,7 +42,8 @@ def write_run(runs: Path, run_id: str, events: list[tuple[float, str, dict]]) ->
     """A run directory as the loop leaves it: request.json and a transcript (t = seconds after T0)."""
     run_dir = runs / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(
+    files = RunFiles(run_dir)
+    files.request.write_text(
         json.dumps(
             {
                 "model": "tiny-llama",
@@ -65,7 +56,7 @@ def write_run(runs: Path, run_id: str, events: list[tuple[float, str, dict]]) ->
             }
         )
     )
-    with (run_dir / "transcript.jsonl").open("w") as out:
+    with files.transcript.open("w") as out:
         for t, kind, fields in events:
             event = CLASS_OF_KIND[kind](run_id=run_id, ts=T0 + timedelta(seconds=t), **fields)
             out.write(event.model_dump_json() + "\n")
@@ -84,6 +75,24 @@ def stage(t: float, attempt: int, name: str, ok: bool, seconds: float, detail: s
             "duration_s": seconds,
             "log_path": None,
             "timed_out": False,
+        },
+    )
+
+
+def eval_event(t: float, attempt: int, passed: bool, reason: str, metrics: list[dict], dtype: str) -> tuple:
+    """The eval of the migrated hf engine in `dtype` against the float32 reference, at a 5% threshold."""
+    return (
+        t,
+        "eval",
+        {
+            "attempt": attempt,
+            "gate_passed": passed,
+            "gate_reason": reason,
+            "threshold_pct": 5.0,
+            "metrics": metrics,
+            "reference_backend": "transformers float32",
+            "migrated_backend": f"hf {dtype}",
+            "samples": 8,
         },
     )
 
@@ -128,7 +137,7 @@ def repaired_run(runs: Path) -> Path:
                     "model": BASE.model.model_dump(),
                     "chip": "cpu",
                     "source": "fixture",
-                    "facts": FACTS,
+                    "facts": TINY_LLAMA_FACTS,
                     "notes": [],
                     "recipe": BASE.model_dump(),
                 },
@@ -150,20 +159,7 @@ def repaired_run(runs: Path) -> Path:
             stage(36, 2, "operators", True, 3),
             stage(42, 2, "serve", True, 6),
             stage(43, 2, "smoke", True, 1),
-            (
-                50,
-                "eval",
-                {
-                    "attempt": 2,
-                    "gate_passed": False,
-                    "gate_reason": "average percent difference 11.50% >= 5%",
-                    "threshold_pct": 5.0,
-                    "metrics": METRICS_BAD,
-                    "reference_backend": "transformers float32",
-                    "migrated_backend": "hf bfloat16",
-                    "samples": 8,
-                },
-            ),
+            eval_event(50, 2, False, "average percent difference 11.50% >= 5%", METRICS_BAD, "bfloat16"),
             (50.5, "diagnosis", dict(diag_eval)),
             (
                 51,
@@ -190,20 +186,7 @@ def repaired_run(runs: Path) -> Path:
             stage(73, 3, "operators", True, 3),
             stage(79, 3, "serve", True, 6),
             stage(80, 3, "smoke", True, 1),
-            (
-                88,
-                "eval",
-                {
-                    "attempt": 3,
-                    "gate_passed": True,
-                    "gate_reason": "average percent difference 0.25% < 5%",
-                    "threshold_pct": 5.0,
-                    "metrics": METRICS_GOOD,
-                    "reference_backend": "transformers float32",
-                    "migrated_backend": "hf float32",
-                    "samples": 8,
-                },
-            ),
+            eval_event(88, 3, True, "average percent difference 0.25% < 5%", METRICS_GOOD, "float32"),
             (
                 89,
                 "run_finished",

@@ -7,16 +7,19 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import click
 import typer
+from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
-from fr_agent.core.catalog import load_catalog
+from fr_agent.core.catalog import ChipProfile, ModelEntry, load_catalog
+from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.request import RunRequest
 from fr_agent.playbooks.diagnose import diagnose_log, diagnose_stream
@@ -79,6 +82,12 @@ def interrupted(err: KeyboardInterrupt, message: str) -> None:
     )
 
 
+def chat_hooks(settings: Settings, yes: bool, as_json: bool, run_dir: Path | None = None):
+    """(approver, on_event) of the chat session a run is driven in: none with --yes, events not shown with --json."""
+    session = open_session(yes, err_console if as_json else console, settings.runs_dir)
+    return session_hooks(session, yes, None if as_json else show_event, run_dir)
+
+
 @app.command()
 def run(
     model: Annotated[str, typer.Argument(help="catalog name, HF repo id, or local model directory")],
@@ -134,11 +143,7 @@ def run(
     run = None
     try:
         with sigterm_interrupts():
-            approver, on_event = session_hooks(
-                open_session(yes, err_console if as_json else console, settings.runs_dir),
-                yes,
-                None if as_json else show_event,
-            )
+            approver, on_event = chat_hooks(settings, yes, as_json)
             with Run.create(request, settings, run_id=run_id) as run:
                 run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
@@ -159,12 +164,7 @@ def resume(
     run = Run.open(settings, run_id)
     try:
         with sigterm_interrupts():
-            approver, on_event = session_hooks(
-                open_session(yes, err_console if as_json else console, settings.runs_dir),
-                yes,
-                None if as_json else show_event,
-                run.files.root,
-            )
+            approver, on_event = chat_hooks(settings, yes, as_json, run.files.root)
             with run:
                 run.drive(auto_approve=yes, approver=approver, on_event=on_event)
     except KeyboardInterrupt as err:
@@ -172,50 +172,49 @@ def resume(
     raise typer.Exit(print_outcome(run, as_json))
 
 
+def print_entries(title: str, entries: dict[str, BaseModel], as_json: bool, columns: dict[str, Callable]) -> None:
+    """Catalog entries as JSON, or as a table with a row each: `columns` maps a heading to its cell."""
+    if as_json:
+        print(json.dumps({k: v.model_dump() for k, v in entries.items()}, indent=2))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for entry in entries.values():
+        table.add_row(*(cell(entry) for cell in columns.values()))
+    console.print(table)
+
+
+CHIP_COLUMNS: dict[str, Callable[[ChipProfile], str]] = {
+    "chip": lambda c: c.name,
+    "vendor": lambda c: c.vendor,
+    "torch device": lambda c: c.torch_device,
+    "detect": lambda c: c.detection.cli or "-",
+    "visible devices": lambda c: c.visible_devices_env or "-",
+    "GEMS_VENDOR": lambda c: c.gems_vendor or "-",
+    "dtypes": lambda c: ",".join(c.dtypes),
+    "GiB/card": lambda c: str(c.memory_gib_per_card or "-"),
+}
+MODEL_COLUMNS: dict[str, Callable[[ModelEntry], str]] = {
+    "name": lambda m: m.name,
+    "repo id": lambda m: m.repo_id,
+    "architecture": lambda m: m.facts.architecture,
+    "params (B)": lambda m: f"{m.facts.params_b:g}",
+    "dtype": lambda m: m.facts.dtype,
+    "source": lambda m: "built locally" if m.fixture else "hub",
+}
+
+
 @app.command()
 def chips(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
     """The chip profiles fr-agent knows."""
-    cat = load_catalog(str(catalog) if catalog else None)
-    if as_json:
-        print(json.dumps({k: v.model_dump() for k, v in cat.chips.items()}, indent=2))
-        return
-    table = Table(title="chips")
-    for column in ("chip", "vendor", "torch device", "detect", "visible devices", "GEMS_VENDOR", "dtypes", "GiB/card"):
-        table.add_column(column)
-    for c in cat.chips.values():
-        table.add_row(
-            c.name,
-            c.vendor,
-            c.torch_device,
-            c.detection.cli or "-",
-            c.visible_devices_env or "-",
-            c.gems_vendor or "-",
-            ",".join(c.dtypes),
-            str(c.memory_gib_per_card or "-"),
-        )
-    console.print(table)
+    print_entries("chips", load_catalog(str(catalog) if catalog else None).chips, as_json, CHIP_COLUMNS)
 
 
 @app.command()
 def models(catalog: Annotated[Optional[Path], typer.Option()] = None, as_json: JsonOpt = False) -> None:
     """The models in the catalog (any HF repo id or local directory works too)."""
-    cat = load_catalog(str(catalog) if catalog else None)
-    if as_json:
-        print(json.dumps({k: v.model_dump() for k, v in cat.models.items()}, indent=2))
-        return
-    table = Table(title="models")
-    for column in ("name", "repo id", "architecture", "params (B)", "dtype", "source"):
-        table.add_column(column)
-    for m in cat.models.values():
-        table.add_row(
-            m.name,
-            m.repo_id,
-            m.facts.architecture,
-            f"{m.facts.params_b:g}",
-            m.facts.dtype,
-            "built locally" if m.fixture else "hub",
-        )
-    console.print(table)
+    print_entries("models", load_catalog(str(catalog) if catalog else None).models, as_json, MODEL_COLUMNS)
 
 
 @app.command()

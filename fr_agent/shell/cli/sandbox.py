@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import docker
 import typer
 
 from fr_agent.core.catalog import load_catalog
+from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.sandboxes.docker_engine import connect, engine_paths, engine_url, private_data_root, start_private_engine
 from fr_agent.sandboxes.docker_images import build_sandbox_image
@@ -20,6 +22,15 @@ from fr_agent.shell.cli.common import HomeOpt, console, fail, settings_from
 sandbox_app = typer.Typer(no_args_is_help=True, help="Docker sandboxes: build images, start an engine, clean up.")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (sandbox.docker: host, limits)")]
+
+
+def connected(config: Path | None, home: Path | None) -> tuple[Settings, docker.DockerClient]:
+    """The settings and a client of the engine they name; no engine is a one-line error."""
+    settings = settings_from(config, home)
+    try:
+        return settings, connect(settings.home, settings.sandbox.docker.host)
+    except FrAgentError as err:
+        fail(str(err))
 
 
 @sandbox_app.command()
@@ -79,11 +90,7 @@ def engine(
 @sandbox_app.command()
 def status(config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """The engine in use, the sandbox images and the runs' images."""
-    settings = settings_from(config, home)
-    try:
-        client = connect(settings.home, settings.sandbox.docker.host)
-    except FrAgentError as err:
-        fail(str(err))
+    settings, client = connected(config, home)
     version = client.version()
     url = engine_url(settings.home, settings.sandbox.docker.host)
     console.print(f"engine {url} (Docker {version.get('Version')}, API {version.get('ApiVersion')})")
@@ -102,11 +109,7 @@ def prune(
     home: HomeOpt = None,
 ) -> None:
     """Remove the runs' images (their environments and snapshots); the sandbox images stay unless --all."""
-    settings = settings_from(config, home)
-    try:
-        client = connect(settings.home, settings.sandbox.docker.host)
-    except FrAgentError as err:
-        fail(str(err))
+    _, client = connected(config, home)
     containers = client.containers.list(all=True, filters={"label": "fr-agent.run"})  # left by killed runs
     for container in containers:
         container.remove(force=True)
