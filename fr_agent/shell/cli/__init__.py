@@ -305,15 +305,25 @@ cli_llm.register(app)  # llm check / serve-scripted, hint
 cli_publish.register(app)  # publish RUN, card lint
 
 
+def usage_line(err: Exception) -> str:
+    """A usage error as one line, with the command whose --help says more."""
+    message = " ".join((err.format_message() if hasattr(err, "format_message") else str(err)).split())
+    ctx = getattr(err, "ctx", None)
+    return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
+
+
 def main() -> None:
     try:
         sys.exit(app(standalone_mode=False) or 0)
     except FrAgentError as err:
         err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         sys.exit(err.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    except (click.ClickException, typer.TyperException) as err:  # typer 0.29 raises its own click fork's errors
+        if type(err).__name__ == "NoArgsIsHelpError":  # `fr-agent` or a group alone: its help (typer checks so too)
+            err.show()
+            sys.exit(0)
+        err_console.print(f"[red]error:[/red] {escape(usage_line(err))}", soft_wrap=True)
+        sys.exit(2)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):
