@@ -13,12 +13,13 @@ from typing import Literal
 
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
 
 from fr_agent.core.catalog import Catalog, ChipProfile, ModelEntry, ModelFacts
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError, UnknownModelError
 from fr_agent.core.recipe import ModelRef, OperatorPlan, PackagePin, Recipe, ServePlan
+from fr_agent.core.types import first_error
 from fr_agent.sandboxes.base import host_memory_gib
 
 FLAG_GEMS_VERSION = "5.0.2"  # the FlagGems release the operator layer (kernels/registry.py) is written against
@@ -39,32 +40,69 @@ class Analysis(BaseModel):
     notes: list[str] = []
 
 
-def facts_from_config(config: dict, params_b: float | None = None) -> ModelFacts:
-    heads = config.get("num_attention_heads", 0)
-    hidden = config.get("hidden_size", 0)
-    layers = config.get("num_hidden_layers", 0)
-    vocab = config.get("vocab_size", 0)
+class ModelConfig(BaseModel):
+    """The fields of a model's config.json that analysis reads, checked where the file is read; the
+    others are kept as they are (every architecture adds its own)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    architectures: list[str] | None = None
+    model_type: str = "unknown"
+    dtype: str | None = None
+    torch_dtype: str | None = None
+    hidden_size: NonNegativeInt = 0
+    num_hidden_layers: NonNegativeInt = 0
+    num_attention_heads: NonNegativeInt = 0
+    num_key_value_heads: NonNegativeInt | None = None
+    vocab_size: NonNegativeInt = 0
+    max_position_embeddings: PositiveInt = 2048
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """A config.json as analysis needs it, or one line naming the file and what is wrong with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise FrAgentError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise FrAgentError(f"{path}: cannot read it ({err})") from None
+    if not isinstance(raw, dict):
+        raise FrAgentError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as err:
+        raise FrAgentError(f"{path}: {first_error(err)}") from None
+
+
+def facts_from_config(config: ModelConfig, params_b: float | None = None) -> ModelFacts:
+    heads, hidden, layers, vocab = (
+        config.num_attention_heads,
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.vocab_size,
+    )
     estimate = (12 * layers * hidden * hidden + 2 * vocab * hidden) / 1e9
     return ModelFacts(
-        architecture=(config.get("architectures") or ["unknown"])[0],
-        model_type=config.get("model_type", "unknown"),
-        dtype=str(config.get("dtype") or config.get("torch_dtype") or "bfloat16").replace("torch.", ""),
+        architecture=(config.architectures or ["unknown"])[0],
+        model_type=config.model_type,
+        dtype=(config.dtype or config.torch_dtype or "bfloat16").replace("torch.", ""),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=config.get("num_key_value_heads", heads),
+        num_key_value_heads=heads if config.num_key_value_heads is None else config.num_key_value_heads,
         vocab_size=vocab,
-        max_position_embeddings=config.get("max_position_embeddings", 2048),
+        max_position_embeddings=config.max_position_embeddings,
         params_b=params_b if params_b is not None else round(estimate, 4),
     )
 
 
-def hub_config(repo_id: str) -> dict | None:
+def hub_config(repo_id: str) -> ModelConfig | None:
     """config.json from the HF cache or the hub; None when neither has it."""
     try:
-        return json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text())
+        path = Path(hf_hub_download(repo_id, "config.json"))
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError):
         return None
+    return read_model_config(path)
 
 
 def local_snapshot(repo_id: str) -> Path | None:
@@ -86,7 +124,7 @@ def resolve_model(
         if not config.exists():
             raise UnknownModelError(f"local model directory {name} has no config.json")
         ref = ModelRef(name=path.name, path=str(path.resolve()))
-        return ref, "local", facts_from_config(json.loads(config.read_text())), None, True
+        return ref, "local", facts_from_config(read_model_config(config)), None, True
     entry = catalog.model(name)
     repo_id = entry.repo_id if entry else name
     if entry and entry.fixture == "tiny-llama":
@@ -94,7 +132,7 @@ def resolve_model(
         from fr_agent.evals.tiny_model import ensure_tiny_llama
 
         snapshot = ensure_tiny_llama(settings.hf_home, repo_id)
-        facts = facts_from_config(json.loads((snapshot / "config.json").read_text()), entry.facts.params_b)
+        facts = facts_from_config(read_model_config(snapshot / "config.json"), entry.facts.params_b)
         return ModelRef(name=entry.name, repo_id=repo_id, path=str(snapshot)), "fixture", facts, entry, True
     if "/" not in repo_id and entry is None:
         raise UnknownModelError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cli_helpers import fr_agent, one_line_error
 
 
@@ -70,3 +72,25 @@ def test_unknown_engine(fr_home):
     result = fr_agent("run", "tiny-llama", "--chip", "cpu", "--engine", "tgi", "--yes", home=fr_home)
     assert result.returncode == 2
     assert "unknown engine 'tgi'" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"a":', "not JSON"),
+        ("[1, 2]", "expected a JSON object, found list"),
+        ('{"model_type": 3, "hidden_size": 64}', "model_type: Input should be a valid string"),
+        ('{"num_attention_heads": "many"}', "num_attention_heads"),
+        ('{"hidden_size": -4}', "hidden_size"),
+    ],
+)
+def test_a_broken_model_config_is_one_line_and_the_run_stays_closed(tmp_path, text, expected):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(text)
+    result = fr_agent("run", str(model), "--chip", "cpu", "--yes", home=tmp_path / "home")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = one_line_error(result)
+    assert "config.json" in line and expected in line
+    resumed = fr_agent("resume", "latest", "--yes", home=tmp_path / "home")  # finished with its error, not resumable
+    assert resumed.returncode == 2 and "already finished" in one_line_error(resumed)
