@@ -64,9 +64,17 @@ def metadata_findings(meta: dict) -> list[Finding]:
         if not meta.get(key):
             findings.append(Finding(rule="metadata", message=f"metadata has no {key}"))
     tags = meta.get("tags") or []
+    if not isinstance(tags, list):
+        findings.append(Finding(rule="metadata", message=f"metadata tags is a {type(tags).__name__}, not a list"))
+        tags = []
     if not tags:
         findings.append(Finding(rule="metadata", message="metadata has no tags"))
     info = meta.get("fr_agent") or {}
+    if not isinstance(info, dict):
+        findings.append(
+            Finding(rule="metadata", message=f"metadata fr_agent is a {type(info).__name__}, not a mapping")
+        )
+        info = {}
     chip = info.get("chip")
     if not chip:
         findings.append(Finding(rule="metadata", message="metadata does not say the chip (fr_agent.chip)"))

@@ -432,13 +432,25 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "plan", "fi
 
 def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"]]:
     rt, call = runtime.context, state.pending
-    if rt.auto_approve:
+    tool, args = validate_call(call)
+    why = tool.needs_approval(args, state.recipe)  # remote code, plugin classes, file paths, loader paths
+    if rt.auto_approve and why is None:
         return Command(goto="apply_fix")
-    answer: dict = interrupt({"call": call.model_dump(), "diagnosis": state.diagnosis.model_dump()})
+    answer: dict = interrupt(
+        {"call": call.model_dump(), "diagnosis": state.diagnosis.model_dump(), "needs_approval": why}
+    )
     decision = answer.get("decision", "decline")
     if decision == "decline":
-        rt.emit("tool_call", state.attempt, status="declined", tool=call.tool, args=call.args)
-        declined = FixOutcome(tool=call.tool, args=call.args, result="declined")
+        reason = answer.get("reason")
+        rt.emit(
+            "tool_call",
+            state.attempt,
+            status="declined",
+            tool=call.tool,
+            args=call.args,
+            **({"error": reason} if reason else {}),
+        )
+        declined = FixOutcome(tool=call.tool, args=call.args, result="declined", detail=reason or "")
         return Command(
             update={"tried": [*state.tried, call.key()], "pending": None, "outcomes": [*state.outcomes, declined]},
             goto="plan",

@@ -23,6 +23,7 @@ import httpx
 from fr_agent.core.config import EvalSettings
 from fr_agent.core.errors import require_extra
 from fr_agent.core.ports import free_port
+from fr_agent.core.secrets import child_env, open_private, write_private
 from fr_agent.evals.consistency import consistency, prompts
 from fr_agent.evals.endpoint import Endpoint
 from fr_agent.evals.harness import Skip, lm_eval_rows
@@ -78,8 +79,11 @@ def reference_server(model_path: str, settings: EvalSettings, log_path: Path, de
         device,
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # The host's own torch, loaded as this process loads it (a vendor stack's library and module paths), with
+    # the user's thread counts; nothing else of the host's env goes, secrets least of all.
+    env = child_env(passthrough=("LD_LIBRARY_PATH", "PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    with open_private(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + settings.reference_start_timeout_s
@@ -118,7 +122,7 @@ def run_suite(
 
 def write_artifacts(report: EvalReport, report_path: Path, chart_path: Path) -> None:
     """The report as JSON (read back by publish) and its chart."""
-    report_path.write_text(report.model_dump_json(indent=2))
+    write_private(report_path, report.model_dump_json(indent=2))
     chart_png(report.summary(), chart_path)
 
 

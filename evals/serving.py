@@ -87,6 +87,14 @@ def measure_level(
     return asyncio.run(_load(url, model, prompts, concurrency, requests, max_tokens, timeout))
 
 
+# The rows each concurrency level adds: the level's field (also the row's name), kind, unit, and what else
+# the row says (only latency is better lower).
+SERVING_METRICS: tuple[tuple[str, str, str, dict], ...] = (
+    ("throughput", "throughput", "tok/s", {}),
+    ("latency_p50", "latency", "s", {"higher_is_better": False}),
+)
+
+
 def serving(
     reference: tuple[str, str],
     migrated: tuple[str, str],
@@ -106,25 +114,17 @@ def serving(
                 url, model, prompts, concurrency=concurrency, requests=requests, max_tokens=max_tokens
             )
         ref, mig = results["reference"], results["migrated"]
-        rows += [
-            MetricRow(
-                name=f"throughput_c{concurrency}",
-                kind="throughput",
-                suite="serving",
-                unit="tok/s",
-                reference=ref.throughput,
-                migrated=mig.throughput,
-                samples=requests,
-            ),
-            MetricRow(
-                name=f"latency_p50_c{concurrency}",
-                kind="latency",
-                suite="serving",
-                unit="s",
-                reference=ref.latency_p50,
-                migrated=mig.latency_p50,
-                higher_is_better=False,
-                samples=requests,
-            ),
-        ]
+        for field, kind, unit, extra in SERVING_METRICS:
+            rows.append(
+                MetricRow(
+                    name=f"{field}_c{concurrency}",
+                    kind=kind,
+                    suite="serving",
+                    unit=unit,
+                    reference=getattr(ref, field),
+                    migrated=getattr(mig, field),
+                    samples=requests,
+                    **extra,
+                )
+            )
     return rows

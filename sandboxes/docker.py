@@ -511,18 +511,12 @@ class DockerSandbox(Sandbox):
         log_path = self.logs / f"{log_name}.log"
         log_path.write_bytes(("$ " + " ".join(argv) + "\n").encode())
         started = time.monotonic()
+        step = {"timeout": timeout, "log_name": log_name, "log_path": log_path}
         if network == "none" and not commit and image is None:
-            code, timed_out, oom = self._exec_step(argv, recipe, timeout=timeout, log_name=log_name, log_path=log_path)
+            code, timed_out, oom = self._exec_step(argv, recipe, **step)
         else:
             code, timed_out, oom = self._container_step(
-                argv,
-                recipe,
-                timeout=timeout,
-                log_name=log_name,
-                log_path=log_path,
-                network=network,
-                commit=commit,
-                image=image,
+                argv, recipe, **step, network=network, commit=commit, image=image
             )
         notes = []
         if timed_out:

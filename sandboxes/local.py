@@ -23,23 +23,14 @@ from uv import find_uv_bin
 from fr_agent.core.catalog import ChipProfile
 from fr_agent.core.checks import Check, Precheck
 from fr_agent.core.recipe import Recipe, normalize_name
+from fr_agent.core.secrets import child_env, open_private
 from fr_agent.sandboxes.base import CommandResult, Sandbox
 
 PROBES = Path(__file__).parent / "probes"
 HEAD_BYTES = 16_384
-# Host variables a sandbox inherits; everything else (tokens, keys, the agent's own env) stays out.
-PASSTHROUGH = (
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "HF_HUB_OFFLINE",
-    "HF_ENDPOINT",
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-)
+# Host variables a sandbox inherits besides `child_env`'s allowlist: the CPU engine's BLAS needs these on
+# some hosts. Everything else (tokens, keys, the agent's own env) stays out.
+PASSTHROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def bounded_output(log_path: Path, cap: int) -> tuple[str, int]:
@@ -58,9 +49,10 @@ def bounded_output(log_path: Path, cap: int) -> tuple[str, int]:
 def pip_find_links() -> list[str]:
     """Wheel dirs pip is configured with here (env or pip.conf): uv does not read pip's config."""
     links = os.environ.get("PIP_FIND_LINKS", "").split()
+    env = child_env(passthrough=("PIP_CONFIG_FILE", "XDG_CONFIG_HOME"))
     try:
         listing = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30, env=env
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         listing = ""
@@ -114,8 +106,9 @@ class LocalSandbox(Sandbox):
         self.find_links = [*find_links, *pip_find_links()]
         self._running: set[subprocess.Popen] = set()  # commands in flight, from any thread
         self._running_lock = threading.Lock()
-        for path in (cache_dir, self.tmpdir):
-            path.mkdir(parents=True, exist_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(mode=0o700, exist_ok=True)  # in the shared /tmp: the engine's sockets are its own
+        self.tmpdir.chmod(0o700)
         self._stop_stale_server()
 
     def _stop_stale_server(self) -> None:
@@ -135,26 +128,27 @@ class LocalSandbox(Sandbox):
     def probe(self, name: str) -> str:
         return str(PROBES / name)
 
-    def environment(self, recipe: Recipe) -> dict[str, str]:
-        env = {key: os.environ[key] for key in PASSTHROUGH if key in os.environ}
-        env.update(
-            PATH=f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            HOME=str(self.workdir),
-            TMPDIR=str(self.tmpdir),
-            VIRTUAL_ENV=str(self.venv),
-            HF_HOME=str(self.hf_home),
-            PYTHONNOUSERSITE="1",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(recipe.env)
-        return env
+    def environment(self, recipe: Recipe, *, installer: bool = False) -> dict[str, str]:
+        """The allowlisted environment of every command and server (`child_env`): the installer's adds the
+        host's proxy and CA variables."""
+        sets = {
+            "PATH": f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.workdir),
+            "TMPDIR": str(self.tmpdir),
+            "VIRTUAL_ENV": str(self.venv),
+            "HF_HOME": str(self.hf_home),
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        return child_env(sets=sets, recipe=recipe.env, passthrough=PASSTHROUGH, installer=installer)
 
     def _uv(self, *args: str, resolve: bool = False) -> list[str]:
         links = [arg for link in self.find_links for arg in ("--find-links", link)] if resolve else []
         return [find_uv_bin(), "pip", *args, "--python", self.python, *links]
 
     def _uv_env(self, recipe: Recipe) -> dict[str, str]:
-        return {**self.environment(recipe), "UV_CACHE_DIR": str(self.cache_dir / "uv"), "UV_NO_PROGRESS": "1"}
+        env = self.environment(recipe, installer=True)
+        return {**env, "UV_CACHE_DIR": str(self.cache_dir / "uv"), "UV_NO_PROGRESS": "1"}
 
     def prepare(self, recipe: Recipe) -> CommandResult:
         if (self.venv / "bin" / "python").exists():
@@ -206,7 +200,7 @@ class LocalSandbox(Sandbox):
 
     def start(self, argv: Sequence[str], recipe: Recipe, *, port: int, log_name: str) -> LocalServer:
         log_path = self.logs / f"{log_name}.log"
-        with log_path.open("wb") as log:
+        with open_private(log_path, "wb") as log:
             process = subprocess.Popen(
                 list(argv),
                 cwd=self.workdir,
@@ -216,14 +210,15 @@ class LocalSandbox(Sandbox):
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        (self.logs / "server.pid").write_text(str(process.pid))
+        with open_private(self.logs / "server.pid", "w") as pidfile:
+            pidfile.write(str(process.pid))
         return LocalServer(process, f"http://127.0.0.1:{port}", log_path)
 
     def _execute(self, argv: list[str], env: dict[str, str], *, timeout: float, log_name: str) -> CommandResult:
         log_path = self.logs / f"{log_name}.log"
         started = time.monotonic()
         timed_out = False
-        with log_path.open("wb") as log:
+        with open_private(log_path, "wb") as log:
             log.write(("$ " + " ".join(argv) + "\n").encode())
             log.flush()
             process = subprocess.Popen(
@@ -313,7 +308,8 @@ class HostSandbox(LocalSandbox):
         ]
         if not missing and not any(normalize_name(n) in have for n in recipe.removed):
             log = self.logs / f"{log_name}.log"
-            log.write_text("host sandbox: every pin is already satisfied by the host's packages\n")
+            with open_private(log, "w") as handle:
+                handle.write("host sandbox: every pin is already satisfied by the host's packages\n")
             return CommandResult(argv=["host: nothing to install"], returncode=0, duration_s=0.0, log_path=str(log))
         return super().sync_packages(recipe.model_copy(update={"packages": missing}), log_name)
 

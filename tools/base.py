@@ -51,6 +51,9 @@ class Tool:
     verify: Callable[[Sandbox, Recipe, Any, Settings], Verification]
     rerun_from: Callable[[Any], Stage]
     admit: Callable[[Any, Recipe, Sandbox], None] = lambda args, recipe, sandbox: None
+    # Why this admitted call must be shown to a person even with --yes (it runs code or reads files the user
+    # did not choose: remote model code, a loader path, a plugin class); None when auto-approval may take it.
+    needs_approval: Callable[[Any, Recipe], str | None] = lambda args, recipe: None
     # Fills in arguments that only a measurement in the sandbox can give (the operator search), before
     # `apply`; the loop records the resolved call, so the change replays without the measurement.
     resolve: Callable[[Sandbox, Recipe, Any, Settings], Any] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError
@@ -20,15 +20,20 @@ class LoopLimits(Strict):
     max_failed_verifications: int = Field(8, ge=1, description="fixes that failed their verification in one run")
 
 
+Seconds = Annotated[float, Field(gt=0)]
+
+
 class StageTimeouts(Strict):
-    install: float = 900
-    import_: float = Field(180, alias="import")
-    device: float = 120
-    load: float = 300
-    operators: float = 300
-    serve: float = 600
-    smoke: float = 120
-    verify: float = 300
+    """Seconds each stage may take before it is killed and reported as timed out."""
+
+    install: Seconds = 900
+    import_: Seconds = Field(180, alias="import", gt=0)
+    device: Seconds = 120
+    load: Seconds = 300
+    operators: Seconds = 300
+    serve: Seconds = 600
+    smoke: Seconds = 120
+    verify: Seconds = 300
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -60,8 +65,12 @@ class SandboxSettings(Strict):
     kind: Literal["local", "docker", "host"] = Field(
         "local", description="the sandbox a run uses when --sandbox is not given"
     )
-    output_cap_bytes: int = Field(2_000_000, description="bytes of a command's output kept in memory (head+tail)")
-    serve_log_stall_s: float = Field(180, description="a starting server whose log stops growing this long is hung")
+    output_cap_bytes: int = Field(
+        2_000_000, ge=4096, description="bytes of a command's output kept in memory (head+tail)"
+    )
+    serve_log_stall_s: float = Field(
+        180, gt=0, description="a starting server whose log stops growing this long is hung"
+    )
     find_links: list[str] = Field(default_factory=list, description="extra wheel dirs; pip's config is read too")
     docker: DockerSettings = Field(default_factory=DockerSettings)
 
@@ -162,9 +171,16 @@ def load_settings(path: Path | None = None, **overrides) -> Settings:
     data: dict = {}
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise FrAgentError(f"cannot read settings {path}: {str(err).splitlines()[0]}") from None
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+            raise FrAgentError(
+                f"cannot read settings {path}: {(str(err).splitlines() or [type(err).__name__])[0]}"
+            ) from None
+        if not isinstance(data, dict):
+            raise FrAgentError(
+                f"settings {path}: expected a mapping of sections (limits, timeouts, sandbox, eval, "
+                f"llm...), found {type(data).__name__}"
+            )
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(data)

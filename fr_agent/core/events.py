@@ -22,7 +22,7 @@ from fr_agent.core.catalog import ModelFacts
 from fr_agent.core.checks import Check
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.recipe import ModelRef, Stage
-from fr_agent.core.secrets import redact_value
+from fr_agent.core.secrets import open_private, redact_value
 from fr_agent.core.types import first_error
 
 
@@ -277,7 +277,7 @@ class Transcript:
         self.run_id = run_id
         self.listeners: list[Callable[[Event], None]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = open_private(path, "a", encoding="utf-8")  # 0600: the run's own record
 
     def emit(self, kind: EventKind, attempt: int = 0, **fields: Any) -> Event:
         """Validate one event, write it redacted, hand it (redacted) to the listeners, return it."""

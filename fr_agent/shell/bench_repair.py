@@ -256,6 +256,11 @@ class ScenarioResult(BaseModel):
         return self.outcome == "repaired" and self.attempts <= TARGET_ATTEMPTS
 
 
+def outcome_count(outcome: Outcome) -> Any:
+    """A report's computed field: how many of its results ended in `outcome`."""
+    return computed_field(property(lambda report: sum(r.outcome == outcome for r in report.results)), return_type=int)
+
+
 class Report(BaseModel):
     mode: Mode
     max_attempts: int
@@ -266,10 +271,7 @@ class Report(BaseModel):
     def scenarios(self) -> int:
         return len(self.results)
 
-    @computed_field
-    @property
-    def repaired(self) -> int:
-        return sum(r.outcome == "repaired" for r in self.results)
+    repaired = outcome_count("repaired")
 
     @computed_field
     @property
@@ -292,10 +294,7 @@ class Report(BaseModel):
     def wall_s(self) -> float:
         return round(sum(r.wall_s for r in self.results), 1)
 
-    @computed_field
-    @property
-    def unvalidated_passes(self) -> int:
-        return sum(r.outcome == "unvalidated_pass" for r in self.results)
+    unvalidated_passes = outcome_count("unvalidated_pass")
 
     @computed_field
     @property

@@ -108,7 +108,10 @@ class ChatSession:
 def approval_answer(session: ChatSession, request: dict) -> dict:
     """One approval prompt answered through the session: approve, decline, or edit the arguments."""
     call = request["call"]
-    answer = session.ask(f"apply {call['tool']}({json.dumps(call['args'])})? [y]es / [n]o / [e]dit", "y")
+    if request.get("needs_approval"):  # asked even under --yes, and the default is no
+        session.say(f"this fix needs your explicit approval: {request['needs_approval']}")
+    default = "n" if request.get("needs_approval") else "y"
+    answer = session.ask(f"apply {call['tool']}({json.dumps(call['args'])})? [y]es / [n]o / [e]dit", default)
     if answer.lower().startswith("n"):
         return {"decision": "decline"}
     if answer.lower().startswith("e"):

@@ -39,6 +39,7 @@ from fr_agent.core.events import (
 )
 from fr_agent.core.paths import REQUEST, RunFiles
 from fr_agent.core.request import RunRequest
+from fr_agent.core.secrets import make_private_dir, write_private
 from fr_agent.core.types import first_error
 from fr_agent.evals.report import EvalReport
 from fr_agent.playbooks.planner import check_planner, make_planner
@@ -121,9 +122,9 @@ class Run:
         root = settings.runs_dir / (run_id or new_run_id(request))
         if root.exists():
             raise FrAgentError(f"run {root.name} already exists; resume it with `fr-agent resume {root.name}`")
-        root.mkdir(parents=True)
+        make_private_dir(root)  # 0700: nothing of a run (transcript, logs, checkpoints) is for other users
         run = cls(root, request, settings, replay=replay)
-        run.files.request.write_text(request.model_dump_json(indent=2))
+        write_private(run.files.request, request.model_dump_json(indent=2))
         run._started_here = True
         return run
 
@@ -248,15 +249,27 @@ class Run:
                     self.next = tuple(snapshot.next)
                     if not pending:
                         return RunState.model_validate(snapshot.values)
-                    if approver is None:
-                        raise FrAgentError("a fix needs approval but no one can answer: pass --yes")
-                    payload = Command(resume=approver(pending[0].value))
+                    payload = Command(resume=self._answer(pending[0].value, approver))
             except RunPaused as err:  # stopped on purpose and resumable: no run_finished
                 rt.emit("note", message="paused", reason=str(err))
                 raise
             except FrAgentError as err:
                 rt.emit("run_finished", status="error", reason=str(err), fixes=[], passed=[])
                 raise
+
+    @staticmethod
+    def _answer(request: dict, approver: Approver | None) -> dict:
+        """An approval request answered by the person at the session; with no one there, a fix that needs an
+        explicit approval is declined (recorded with why), and any other is an error: pass --yes."""
+        if approver is not None:
+            return approver(request)
+        if request.get("needs_approval"):
+            return {
+                "decision": "decline",
+                "reason": f"needs explicit approval ({request['needs_approval']}) "
+                "and no one can answer: run it on a terminal",
+            }
+        raise FrAgentError("a fix needs approval but no one can answer: pass --yes")
 
     def close(self) -> None:
         if self._context is not None:

@@ -241,3 +241,23 @@ def test_a_round_cut_by_a_pause_keeps_its_tokens_and_the_resumed_round_counts_th
     state = drive(rt, saver=saver)
     assert [r.llm_tokens for r in planner.rounds] == [0, 5, 5] and state.llm_tokens == 10
     assert state.outcomes[-1].result == "check_failed"
+
+
+def test_a_fix_that_needs_explicit_approval_is_asked_even_under_yes_and_declined_when_no_one_answers(loop):
+    from langgraph.types import Command
+
+    from fr_agent.shell.runs import Run
+
+    rt, planner, _ = loop(LoopLimits(max_failed_verifications=2))
+    remote_code = ToolCall(tool="fix_serve_config", args={"key": "trust_remote_code", "value": True})
+    planner.propose = lambda round: [remote_code]  # what an LLM might propose; --yes must not apply it alone
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    app = repair.build_graph().compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 200}
+    result = app.invoke(repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
+    request = result["__interrupt__"][0].value
+    assert rt.auto_approve and request["needs_approval"] and request["call"]["args"]["key"] == "trust_remote_code"
+    app.invoke(Command(resume=Run._answer(request, None)), config, context=rt)
+    state = repair.RunState.model_validate(app.get_state(config).values)
+    assert state.fixes == [] and state.outcomes[0].result == "declined"
+    assert "needs explicit approval" in state.outcomes[0].detail and state.status == "failed"

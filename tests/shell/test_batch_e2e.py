@@ -15,19 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fr_agent.core.events import (
-    DiagnosisEvent,
-    EvalEvent,
-    NoteEvent,
-    PlanEvent,
-    RunFinishedEvent,
-    StageEvent,
-    ToolCallEvent,
-    VerificationEvent,
-    last,
-    of_kind,
-    read_events,
-)
+from fr_agent.core import events
+from fr_agent.core.events import last, of_kind, read_events
 from tests.browser import render
 from tests.cli_helpers import replay_reproduces, wait_for
 
@@ -90,7 +79,7 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
             if (
                 transcript
                 and transcript.exists()
-                and any(e.stage == "load" and e.ok for e in of_kind(read_events(transcript), StageEvent))
+                and any(e.stage == "load" and e.ok for e in of_kind(read_events(transcript), events.StageEvent))
             ):
                 return transcript
             return None
@@ -111,7 +100,7 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     time.sleep(3)
     assert transcript.stat().st_size == size, "the killed batch's run went on writing"
     killed_events = read_events(transcript)
-    assert last(killed_events, RunFinishedEvent) is None
+    assert last(killed_events, events.RunFinishedEvent) is None
 
     html = tmp_path / "batch.html"
     resumed = subprocess.run(
@@ -137,18 +126,20 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     assert [launch["kind"] for launch in state["jobs"][REPAIRED]["tries"][0]["launches"]] == ["start", "resume"]
     for job, text in before.items():
         assert (home / "runs" / state["jobs"][job]["tries"][0]["run_id"] / "transcript.jsonl").read_bytes() == text
-    events = read_events(transcript)
-    resumed_at = next(i for i, e in enumerate(events) if isinstance(e, NoteEvent) and e.message == "resumed")
-    passed_before = {e.stage for e in of_kind(killed_events, StageEvent) if e.ok} - {"serve", "smoke"}
-    first_after = of_kind(events[resumed_at:], StageEvent)[0]
+    transcript_events = read_events(transcript)
+    resumed_at = next(
+        i for i, e in enumerate(transcript_events) if isinstance(e, events.NoteEvent) and e.message == "resumed"
+    )
+    passed_before = {e.stage for e in of_kind(killed_events, events.StageEvent) if e.ok} - {"serve", "smoke"}
+    first_after = of_kind(transcript_events[resumed_at:], events.StageEvent)[0]
     assert first_after.stage not in passed_before and first_after.attempt == 1
 
     # Repaired by the loop: the eval gate failed in bfloat16, fix_serve_config moved to float32, the gate passed.
     repaired = rows[REPAIRED]
     assert repaired["fixes"] == 1 and repaired["attempts"] == 2 and repaired["gate_passed"] is True
-    fixes = [e for e in of_kind(events, VerificationEvent) if e.ok]
+    fixes = [e for e in of_kind(transcript_events, events.VerificationEvent) if e.ok]
     assert [(f.tool, f.args) for f in fixes] == [("fix_serve_config", {"key": "dtype", "value": "float32"})]
-    gates = [e.gate_passed for e in of_kind(events, EvalEvent)]
+    gates = [e.gate_passed for e in of_kind(transcript_events, events.EvalEvent)]
     assert gates == [False, True]
 
     # The review page, as Chromium shows it: the batch table, then each run.
@@ -164,11 +155,13 @@ def test_batch_survives_kill_9_resumes_without_redoing_and_is_reviewable(fr_home
     replay_events = replay_reproduces(
         repaired["run_id"], "--config", str(tmp_path / "replay-gate.yaml"), home=home, hf_home=fr_home / "hf"
     )
-    assert not any(isinstance(e, PlanEvent | DiagnosisEvent | VerificationEvent) for e in replay_events)
-    assert [(e.status, e.tool, e.args) for e in of_kind(replay_events, ToolCallEvent)] == [
+    assert not any(
+        isinstance(e, events.PlanEvent | events.DiagnosisEvent | events.VerificationEvent) for e in replay_events
+    )
+    assert [(e.status, e.tool, e.args) for e in of_kind(replay_events, events.ToolCallEvent)] == [
         ("replayed", "fix_serve_config", {"key": "dtype", "value": "float32"})
     ]
-    assert [e.stage for e in of_kind(replay_events, StageEvent) if e.ok] == [
+    assert [e.stage for e in of_kind(replay_events, events.StageEvent) if e.ok] == [
         "install",
         "import",
         "device",

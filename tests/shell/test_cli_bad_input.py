@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.cli_helpers import fr_agent, one_line_error
@@ -94,3 +96,37 @@ def test_a_broken_model_config_is_one_line_and_the_run_stays_closed(tmp_path, te
     assert "config.json" in line and expected in line
     resumed = fr_agent("resume", "latest", "--yes", home=tmp_path / "home")  # finished with its error, not resumable
     assert resumed.returncode == 2 and "already finished" in one_line_error(resumed)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"- a\n- b\n", "expected a mapping of sections"),
+        (b"42\n", "expected a mapping of sections"),
+        (bytes(range(128, 256)), "cannot read settings"),
+        (b"sandbox: {output_cap_bytes: -5}\n", "sandbox.output_cap_bytes"),
+        (b"timeouts: {serve: -1}\n", "timeouts.serve"),
+    ],
+)
+def test_a_broken_settings_file_is_one_line(tmp_path, content, expected):
+    settings = tmp_path / "settings.yaml"
+    settings.write_bytes(content)
+    result = fr_agent("run", "tiny-llama", "--chip", "cpu", "--yes", "--config", str(settings), home=tmp_path / "h")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected in one_line_error(result)
+    assert not (tmp_path / "h" / "runs").exists()  # refused before a run folder exists
+
+
+def test_a_catalog_entry_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "chips.yaml").write_text("cpu: [1, 2]\n")
+    result = fr_agent("chips", "--catalog", str(tmp_path), home=tmp_path)
+    assert result.returncode == 2 and "invalid entry 'cpu'" in one_line_error(result)
+
+
+def test_card_metadata_of_the_wrong_shape_is_a_finding_not_a_crash(tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text("---\ntags: [cpu]\nfr_agent: just-a-string\n---\n# card\n")
+    result = fr_agent("card", "lint", str(card), "--json", home=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    messages = [f["message"] for f in json.loads(result.stdout)]
+    assert "metadata fr_agent is a str, not a mapping" in messages

@@ -127,6 +127,10 @@ def _read_yaml(path: Path | None, packaged: str) -> dict:
 def _entries(data: dict, model: type[BaseModel], where: str) -> dict:
     out = {}
     for key, raw in data.items():
+        if not isinstance(raw, dict | None):
+            raise CatalogError(
+                f"invalid entry {key!r} in {where}: expected a mapping of fields, found {type(raw).__name__}"
+            )
         try:
             out[str(key).lower()] = model.model_validate({"name": key, **(raw or {})})
         except ValidationError as err:

@@ -179,4 +179,6 @@ def session_hooks(
         for listener in listeners:
             listener(event)
 
-    return (None if yes or session is None else approve), (on_event if listeners else None)
+    # Under --yes the loop applies fixes by itself, and asks the session only for those that need an explicit
+    # approval (remote code, plugin classes, file and loader paths): a terminal session answers them.
+    return (None if session is None else approve), (on_event if listeners else None)

@@ -22,6 +22,8 @@ from fr_agent.shell.cli.common import HomeOpt, console, fail, settings_from
 sandbox_app = typer.Typer(no_args_is_help=True, help="Docker sandboxes: build images, start an engine, clean up.")
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="settings YAML (sandbox.docker: host, limits)")]
+StopOpt = Annotated[bool, typer.Option("--stop", help="stop the private engine instead")]
+AllOpt = Annotated[bool, typer.Option("--all", help="also the chips' sandbox images")]
 
 
 def connected(config: Path | None, home: Path | None) -> tuple[Settings, docker.DockerClient]:
@@ -60,11 +62,7 @@ def setup(
 
 
 @sandbox_app.command()
-def engine(
-    stop: Annotated[bool, typer.Option("--stop", help="stop the private engine instead")] = False,
-    config: ConfigOpt = None,
-    home: HomeOpt = None,
-) -> None:
+def engine(stop: StopOpt = False, config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Start a private Docker engine (dockerd with its own data root and socket under FR_AGENT_HOME, no
     iptables, no bridge); `--sandbox docker` finds it without DOCKER_HOST."""
     settings = settings_from(config, home)
@@ -103,11 +101,7 @@ def status(config: ConfigOpt = None, home: HomeOpt = None) -> None:
 
 
 @sandbox_app.command()
-def prune(
-    everything: Annotated[bool, typer.Option("--all", help="also the chips' sandbox images")] = False,
-    config: ConfigOpt = None,
-    home: HomeOpt = None,
-) -> None:
+def prune(everything: AllOpt = False, config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Remove the runs' images (their environments and snapshots); the sandbox images stay unless --all."""
     _, client = connected(config, home)
     containers = client.containers.list(all=True, filters={"label": "fr-agent.run"})  # left by killed runs
