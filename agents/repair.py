@@ -9,151 +9,31 @@ Settings.limits and are checked in one place, at the top of `plan`.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
-from pydantic import BaseModel
 
-from fr_agent.agents.analyse import Analysis
+from fr_agent.agents.admission import Admission, admitted
 from fr_agent.agents.analyse import analyse as analyse_model
 from fr_agent.agents.precheck import precheck as check_host
 from fr_agent.agents.release import render_release
-from fr_agent.agents.stages import LIVE_STAGES, Live, StageContext
+from fr_agent.agents.run_state import Failure, Fix, Rt, RunContext, RunState
+from fr_agent.agents.stages import LIVE_STAGES
 from fr_agent.agents.stages import run_stage as run_one_stage
-from fr_agent.core.catalog import Catalog
-from fr_agent.core.config import Settings
 from fr_agent.core.errors import AlreadyTried, FrAgentError, MissingExtra, RunPaused, ToolRejected
-from fr_agent.core.events import Event, EventKind, Transcript
 from fr_agent.core.hints import HintBox
-from fr_agent.core.paths import RunFiles
-from fr_agent.core.recipe import STAGES, Recipe, RecipeChange
-from fr_agent.core.request import RunRequest
+from fr_agent.core.recipe import STAGES, RecipeChange
 from fr_agent.core.secrets import REDACTED
 from fr_agent.evals.agent import evaluate as evaluate_model
 from fr_agent.evals.agent import write_artifacts
 from fr_agent.evals.report import EvalReport
 from fr_agent.playbooks.accuracy import diagnose_eval
 from fr_agent.playbooks.diagnose import Diagnosis, diagnose_log, diagnose_text
-from fr_agent.playbooks.planning import FixOutcome, Planner, PlanRound
-from fr_agent.sandboxes.base import Sandbox
+from fr_agent.playbooks.planning import FixOutcome, PlanRound
 from fr_agent.tools import ToolCall, validate_call
-
-Node = Literal[
-    "analyse",
-    "precheck",
-    "run_stage",
-    "diagnose",
-    "plan",
-    "approve",
-    "apply_fix",
-    "verify_fix",
-    "evaluate",
-    "publish",
-    "finish",
-]
-
-
-class Failure(BaseModel):
-    """What the loop is repairing: a stage that failed, or the eval gate (stage "eval")."""
-
-    stage: str
-    detail: str
-    log_path: str | None = None
-    timed_out: bool = False
-
-
-class Fix(BaseModel):
-    """A fix that passed its verification and stays in the recipe."""
-
-    tool: str
-    args: dict
-    attempt: int
-    verified: bool = True
-    detail: str
-    for_stage: str
-    signature: str
-
-
-class Replay(BaseModel):
-    """A replayed run starts from the source run's analysed recipe with its kept fixes, and plans nothing."""
-
-    source: str
-    recipe: Recipe
-    fixes: list[RecipeChange]
-    origin: str
-
-
-class RunState(BaseModel):
-    request: RunRequest
-    replay: Replay | None = None
-    analysis: Analysis | None = None
-    recipe: Recipe | None = None
-    recipe_before_fix: Recipe | None = None
-    attempt: int = 0
-    passed: list[str] = []
-    failure: Failure | None = None
-    diagnosis: Diagnosis | None = None
-    pending: ToolCall | None = None
-    tried: list[str] = []
-    fixes: list[Fix] = []
-    failed_verifications: int = 0
-    fixed_signature: str | None = None
-    delivered_hints: list[str] = []
-    outcomes: list[FixOutcome] = []  # every fix tried, with its outcome: the planner's history of this run
-    llm_tokens: int = 0  # what the planner spent on an LLM in this run (its capability probe included)
-    status: str = "running"
-    reason: str = ""
-    eval: dict | None = None
-    publish_dir: str | None = None
-
-
-# What a checkpoint may rebuild: the state's own types and nothing else (langgraph's serializer allowlist).
-STATE_TYPES = [
-    (t.__module__, t.__name__)
-    for t in (RunRequest, Replay, Analysis, Recipe, Failure, Diagnosis, ToolCall, Fix, FixOutcome)
-]
-
-
-@dataclass
-class RunContext:
-    """What the nodes use but the checkpoint does not hold."""
-
-    files: RunFiles
-    settings: Settings
-    catalog: Catalog
-    sandbox: Sandbox
-    planner: Planner
-    transcript: Transcript
-    auto_approve: bool
-    live: Live = field(default_factory=Live)
-
-    @property
-    def run_id(self) -> str:
-        return self.files.root.name
-
-    def emit(self, kind: EventKind, attempt: int = 0, **fields) -> Event:
-        return self.transcript.emit(kind, attempt=attempt, **fields)
-
-    def stage_context(self, state: RunState) -> StageContext:
-        return StageContext(
-            sandbox=self.sandbox,
-            settings=self.settings,
-            live=self.live,
-            model_type=state.analysis.facts.model_type,
-            trust_remote_code=state.analysis.trust_remote_code,
-            attempt=state.attempt,
-            visible_devices_env=self.catalog.chip(state.request.chip).visible_devices_env,
-        )
-
-
-Rt = Runtime[RunContext]
-
 
 # --- helpers the nodes share ----------------------------------------------------------------------
 
@@ -185,42 +65,6 @@ def failed_after(state: RunState, diagnosis: Diagnosis) -> list[FixOutcome]:
     same = state.diagnosis is not None and diagnosis.signature == state.diagnosis.signature
     how = "the same way" if same else f"differently: {(diagnosis.evidence or [''])[-1]}"
     return followed_by(state, f"then {diagnosis.stage} failed {how}")
-
-
-def admitted(call: ToolCall, tried: list[str] | set[str], recipe: Recipe, sandbox: Sandbox) -> ToolCall:
-    """A proposal as the loop takes it: validated, normalised, not tried before, admitted by its tool
-    (install_dependency checks the package index here, before anything is installed)."""
-    tool, args = validate_call(call)
-    call = ToolCall(tool=tool.name, args=args.model_dump(exclude_none=True))
-    if call.key() in tried:
-        raise AlreadyTried(f"{call.tool} {json.dumps(call.args, sort_keys=True)}")
-    tool.admit(args, recipe, sandbox)
-    return call
-
-
-class Admission:
-    """`admitted` for one planning round, each distinct call judged once: a planner that checks its
-    calls (the LLM planner) and the loop share the verdicts, so one install costs one index request.
-    `refused`: the round's calls that failed their check (not those already tried), in order."""
-
-    def __init__(self, tried: list[str], recipe: Recipe, sandbox: Sandbox):
-        self.tried, self.recipe, self.sandbox = tried, recipe, sandbox
-        self.verdicts: dict[str, ToolCall | ToolRejected] = {}
-        self.refused: list[FixOutcome] = []
-
-    def __call__(self, call: ToolCall) -> ToolCall:
-        key = f"{call.tool}:{json.dumps(call.args, sort_keys=True, default=str)}"
-        if key not in self.verdicts:
-            try:
-                self.verdicts[key] = admitted(call, self.tried, self.recipe, self.sandbox)
-            except ToolRejected as err:
-                self.verdicts[key] = err
-                if not isinstance(err, AlreadyTried):
-                    self.refused.append(FixOutcome(tool=call.tool, args=call.args, result="rejected", detail=str(err)))
-        verdict = self.verdicts[key]
-        if isinstance(verdict, ToolRejected):
-            raise verdict
-        return verdict
 
 
 def without_dead_server(passed: list[str], rt: RunContext) -> list[str]:

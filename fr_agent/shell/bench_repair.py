@@ -36,7 +36,7 @@ import yaml
 from huggingface_hub import constants  # where analysis looks the benchmark's models up
 from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
 
-from fr_agent.agents.repair import Fix, RunState
+from fr_agent.agents.run_state import Fix, RunState
 from fr_agent.core.config import Settings, load_settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fr_agent.agents.repair import Replay
+from fr_agent.agents.run_state import Replay
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import AnalysisEvent, Event, first

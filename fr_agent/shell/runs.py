@@ -20,7 +20,8 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from fr_agent.agents.release import Release, render_release
-from fr_agent.agents.repair import STATE_TYPES, Replay, RunContext, RunState, build_graph
+from fr_agent.agents.repair import build_graph
+from fr_agent.agents.run_state import STATE_TYPES, Replay, RunContext, RunState
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.config import Settings
 from fr_agent.core.errors import FrAgentError, RunPaused

@@ -12,7 +12,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from fr_agent.agents import repair
+from fr_agent.agents import admission, repair, run_state
 from fr_agent.agents.analyse import Analysis
 from fr_agent.agents.stages import StageResult
 from fr_agent.core.catalog import ModelFacts, load_catalog
@@ -89,11 +89,11 @@ def loop(tmp_path, monkeypatch):
         ),
     )
 
-    def make(limits: LoopLimits) -> tuple[repair.RunContext, EnvPlanner, list[bool]]:
+    def make(limits: LoopLimits) -> tuple[run_state.RunContext, EnvPlanner, list[bool]]:
         planner = EnvPlanner()
         files = RunFiles(tmp_path / "run")
         files.root.mkdir(exist_ok=True)
-        rt = repair.RunContext(
+        rt = run_state.RunContext(
             files=files,
             settings=Settings(home=tmp_path, limits=limits),
             catalog=load_catalog(None),
@@ -118,14 +118,16 @@ class SpendingPlanner(EnvPlanner):
 
 
 def drive(
-    rt: repair.RunContext, thread: str = "t", stop_before: tuple[str, ...] = (), saver: InMemorySaver | None = None
-) -> repair.RunState:
-    saver = saver or InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    rt: run_state.RunContext, thread: str = "t", stop_before: tuple[str, ...] = (), saver: InMemorySaver | None = None
+) -> run_state.RunState:
+    saver = saver or InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=run_state.STATE_TYPES))
     app = repair.build_graph().compile(checkpointer=saver, interrupt_before=list(stop_before) or None)
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 200}
     started = saver.get_tuple(config) is not None  # then go on from the checkpoint, as a resumed run does
-    app.invoke(None if started else repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
-    return repair.RunState.model_validate(app.get_state(config).values)
+    app.invoke(
+        None if started else run_state.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt
+    )
+    return run_state.RunState.model_validate(app.get_state(config).values)
 
 
 def test_fixes_that_keep_failing_their_verification_are_bounded(loop):
@@ -160,7 +162,7 @@ def test_each_distinct_call_is_admitted_once_per_round(monkeypatch, tmp_path):
     admits: list[dict] = []
     tool = dataclasses.replace(TOOLS["set_env_var"], admit=lambda args, recipe, sandbox: admits.append(args))
     monkeypatch.setitem(TOOLS, "set_env_var", tool)
-    check = repair.Admission([], RECIPE, FakeSandbox(tmp_path))
+    check = admission.Admission([], RECIPE, FakeSandbox(tmp_path))
     call = ToolCall(tool="set_env_var", args={"name": "A", "value": "1"})
     assert check(call) == check(call) and len(admits) == 1
     with pytest.raises(ToolRejected):
@@ -179,7 +181,7 @@ def test_each_round_sees_the_runs_history_and_token_count_from_the_checkpointed_
     rt, _, verdicts = loop(LoopLimits(max_failed_verifications=2))
     rt.planner = planner = SpendingPlanner()
     verdicts.extend([True, False])  # verified (then import fails again, another way), then a failed check
-    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=run_state.STATE_TYPES))
     state = drive(rt, saver=saver)
     assert len(planner.rounds) == 3 and state.reason == "limits reached: 2 fixes failed their verification"
     refused = 'set_env_var {"name": "LD_PRELOAD", "value": "/x.so"}: rejected: '
@@ -233,7 +235,7 @@ def test_a_round_cut_by_a_pause_keeps_its_tokens_and_the_resumed_round_counts_th
 
     rt, _, _ = loop(LoopLimits(max_failed_verifications=1))
     rt.planner = planner = PausingPlanner()
-    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=run_state.STATE_TYPES))
     with pytest.raises(RunPaused):
         drive(rt, saver=saver)
     assert [r.llm_tokens for r in planner.rounds] == [0, 5]  # planned again with the spend kept; paused at once
@@ -251,13 +253,13 @@ def test_a_fix_that_needs_explicit_approval_is_asked_even_under_yes_and_declined
     rt, planner, _ = loop(LoopLimits(max_failed_verifications=2))
     remote_code = ToolCall(tool="fix_serve_config", args={"key": "trust_remote_code", "value": True})
     planner.propose = lambda round: [remote_code]  # what an LLM might propose; --yes must not apply it alone
-    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=repair.STATE_TYPES))
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=run_state.STATE_TYPES))
     app = repair.build_graph().compile(checkpointer=saver)
     config = {"configurable": {"thread_id": "t"}, "recursion_limit": 200}
-    result = app.invoke(repair.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
+    result = app.invoke(run_state.RunState(request=RunRequest(model="tiny", chip="cpu")), config, context=rt)
     request = result["__interrupt__"][0].value
     assert rt.auto_approve and request["needs_approval"] and request["call"]["args"]["key"] == "trust_remote_code"
     app.invoke(Command(resume=Run._answer(request, None)), config, context=rt)
-    state = repair.RunState.model_validate(app.get_state(config).values)
+    state = run_state.RunState.model_validate(app.get_state(config).values)
     assert state.fixes == [] and state.outcomes[0].result == "declined"
     assert "needs explicit approval" in state.outcomes[0].detail and state.status == "failed"

@@ -131,7 +131,7 @@ def make_run(home, run_id: str, report) -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.graph import END, START, StateGraph
 
-    from fr_agent.agents.repair import RunState
+    from fr_agent.agents.run_state import RunState
     from fr_agent.core.request import RunRequest
 
     run_dir = home / "runs" / run_id

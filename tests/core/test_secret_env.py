@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from fr_agent.core.config import Settings
 from fr_agent.core.events import Transcript
 from fr_agent.core.hints import HintBox
+from fr_agent.core.request import RunRequest
 from fr_agent.core.secrets import (
     REDACTED,
     child_env,
@@ -19,6 +21,7 @@ from fr_agent.core.secrets import (
     secret_values,
     write_private,
 )
+from fr_agent.shell.runs import Run
 
 
 def mode(path: Path) -> int:
@@ -168,3 +171,8 @@ def test_transcript_and_hints_are_owner_only(tmp_path):
     transcript.emit("note", message="hello")
     HintBox(tmp_path).add("try float32", "cli")
     assert mode(tmp_path / "transcript.jsonl") == 0o600 and mode(tmp_path / "hints.jsonl") == 0o600
+
+
+def test_a_new_run_folder_is_owner_only(tmp_path):
+    run = Run.create(RunRequest(model="tiny-llama", chip="cpu"), Settings(home=tmp_path), run_id="r1")
+    assert mode(run.files.root) == 0o700 and mode(run.files.request) == 0o600

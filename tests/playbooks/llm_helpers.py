@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fr_agent.agents.repair import admitted
+from fr_agent.agents.admission import admitted
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.config import Settings
 from fr_agent.core.events import Event, read_events

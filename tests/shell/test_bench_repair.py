@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fr_agent.agents.analyse import starting_recipe
-from fr_agent.agents.repair import Fix, RunState
+from fr_agent.agents.run_state import Fix, RunState
 from fr_agent.core.catalog import load_catalog
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import CLASS_OF_KIND, DiagnosisEvent, Event, NoteEvent, first, of_kind, read_events
