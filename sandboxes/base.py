@@ -71,6 +71,7 @@ class Sandbox(ABC):
 
     name: ClassVar[str]  # as `--sandbox` spells it
     find_links: Sequence[str] = ()  # wheel dirs installs resolve from, besides the package index
+    install_timeout: float = 900  # seconds one package sync may take (settings: timeouts.install)
 
     def __init__(self, root: Path):
         self.root = root

@@ -224,7 +224,7 @@ class DockerSandbox(Sandbox):
             result = self._step(
                 self._uv("install", *requirements, *excludes, resolve=True),
                 recipe,
-                timeout=900,
+                timeout=self.install_timeout,
                 log_name=log_name,
                 network=self.settings.index_network,
                 commit=True,

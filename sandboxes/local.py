@@ -168,7 +168,10 @@ class LocalSandbox(Sandbox):
         requirements = [p.requirement() for p in recipe.packages]
         result = (
             self._execute(
-                self._uv("install", *requirements, resolve=True), self._uv_env(recipe), timeout=900, log_name=log_name
+                self._uv("install", *requirements, resolve=True),
+                self._uv_env(recipe),
+                timeout=self.install_timeout,
+                log_name=log_name,
             )
             if requirements
             else self.prepare(recipe)

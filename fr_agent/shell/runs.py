@@ -335,7 +335,7 @@ class Run:
         settings, root = self.settings, self.files.sandbox
         common = {"output_cap": settings.sandbox.output_cap_bytes, "find_links": settings.sandbox.find_links}
         if self.request.sandbox == "docker":
-            return DockerSandbox(
+            sandbox = DockerSandbox(
                 root,
                 self.id,
                 chip,
@@ -345,8 +345,11 @@ class Run:
                 home=settings.home,
                 **common,
             )
-        kind = HostSandbox if self.request.sandbox == "host" else LocalSandbox
-        return kind(root, settings.cache_dir, settings.hf_home, **common)
+        else:
+            kind = HostSandbox if self.request.sandbox == "host" else LocalSandbox
+            sandbox = kind(root, settings.cache_dir, settings.hf_home, **common)
+        sandbox.install_timeout = settings.timeouts.install
+        return sandbox
 
 
 def summarize(run_dir: Path) -> dict:
