@@ -42,9 +42,14 @@ def stop(status: str, reason: str, **update) -> Command:
     return Command(update={**update, "status": status, "reason": reason}, goto="finish")
 
 
+def record_call(rt: RunContext, state: RunState, status: str, call: ToolCall | RecipeChange, **fields) -> None:
+    """One tool_call event: what became of a proposal (rejected, declined, applied, replayed)."""
+    rt.emit("tool_call", state.attempt, status=status, tool=call.tool, args=call.args, **fields)
+
+
 def reject(state: RunState, rt: RunContext, call: ToolCall, err: Exception) -> Command:
     """A call that cannot be applied: recorded as tried, fed back to the planner."""
-    rt.emit("tool_call", state.attempt, status="rejected", tool=call.tool, args=call.args, error=str(err))
+    record_call(rt, state, "rejected", call, error=str(err))
     outcome = FixOutcome(tool=call.tool, args=call.args, result="rejected", detail=str(err))
     return Command(
         update={"tried": [*state.tried, call.key()], "pending": None, "outcomes": [*state.outcomes, outcome]},
@@ -166,14 +171,7 @@ def precheck(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "fini
         for change in state.replay.fixes:
             tool, args = validate_call(with_secrets_from_env(change))
             recipe = tool.apply(recipe, args)
-            rt.emit(
-                "tool_call",
-                state.attempt,
-                status="replayed",
-                tool=change.tool,
-                args=change.args,
-                change=recipe.changes[-1].summary,
-            )
+            record_call(rt, state, "replayed", change, change=recipe.changes[-1].summary)
     return Command(update={"recipe": recipe}, goto="run_stage")
 
 
@@ -250,7 +248,7 @@ def plan(state: RunState, runtime: Rt) -> Command[Literal["approve", "plan", "fi
             continue
         except ToolRejected as err:
             rejected.append(str(err))
-            rt.emit("tool_call", state.attempt, status="rejected", tool=call.tool, args=call.args, error=str(err))
+            record_call(rt, state, "rejected", call, error=str(err))
             continue
         rt.emit(
             "plan",
@@ -286,14 +284,7 @@ def approve(state: RunState, runtime: Rt) -> Command[Literal["apply_fix", "plan"
     decision = answer.get("decision", "decline")
     if decision == "decline":
         reason = answer.get("reason")
-        rt.emit(
-            "tool_call",
-            state.attempt,
-            status="declined",
-            tool=call.tool,
-            args=call.args,
-            **({"error": reason} if reason else {}),
-        )
+        record_call(rt, state, "declined", call, **({"error": reason} if reason else {}))
         declined = FixOutcome(tool=call.tool, args=call.args, result="declined", detail=reason or "")
         return Command(
             update={"tried": [*state.tried, call.key()], "pending": None, "outcomes": [*state.outcomes, declined]},
@@ -323,9 +314,7 @@ def apply_fix(state: RunState, runtime: Rt) -> Command[Literal["verify_fix", "pl
     if label := rt.sandbox.snapshot(fix_label(state)):  # what to roll back to if this fix fails its check
         rt.emit("note", state.attempt, message=f"sandbox snapshot {label}")
     after = tool.apply(before, args)
-    rt.emit(
-        "tool_call", state.attempt, status="applied", tool=call.tool, args=call.args, change=after.changes[-1].summary
-    )
+    record_call(rt, state, "applied", call, change=after.changes[-1].summary)
     return Command(
         update={"recipe": after, "recipe_before_fix": before, "pending": call, "tried": tried}, goto="verify_fix"
     )
