@@ -7,6 +7,11 @@ servers absorbed here and nowhere else:
 - tool calls written as text in content (JSON, ```json fences, Hermes/Qwen `<tool_call>` tags) are parsed;
 - a 400 that names a feature (`strict`, `tool_choice`, `tools`, `max_tokens`) drops that feature and the
   same request is sent again; without native tools the schemas go into the prompt as text;
+- the context window: `max_model_len` from `/v1/models` (vLLM) when it is there, else learned from a 400 that
+  names a token limit (`max_tokens=2048 cannot be greater than max_model_len=1024`), after which
+  `max_tokens` is lowered and the request sent once more; `max_tokens` never asks past the window;
+- a reply that is not a chat completion (not JSON, an HTML page, the wrong shape, no choices) is an
+  `LLMError`, like any other failure of the endpoint;
 - 429, 5xx, timeouts and connection errors are retried by the SDK (`max_retries`), then end as one
   clear line (`LLMError`).
 """
@@ -22,15 +27,23 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
 from openai.lib._pydantic import to_strict_json_schema
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from fr_agent.core.config import LLMSettings
 from fr_agent.core.errors import FrAgentError
+from fr_agent.core.types import first_error
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MIN_COMPLETION_TOKENS = 16
+# Before a server has reported usage, a conservative guess; afterwards its own prompt_tokens calibrate it.
+FIRST_CHARS_PER_TOKEN = 3.5
+ESTIMATE_MARGIN = 1.1
+# vLLM and OpenAI name the context window, and sometimes the prompt's tokens, in a 400.
+WINDOW_IN_ERROR = re.compile(r"max_model_len\s*=?\s*(\d+)|maximum context length is (\d+)", re.I)
+PROMPT_IN_ERROR = re.compile(r"(\d+) in the messages|has (\d+) input tokens|messages resulted in (\d+) tokens", re.I)
 
 
 class LLMError(FrAgentError):
@@ -113,7 +126,49 @@ def tools_as_text(tools: list[ToolSpec]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Replies
+# Replies: what the client reads of a chat completion, validated (the SDK builds its objects unchecked, so
+# a junk body would otherwise surface as an AttributeError deep in the planner).
+
+
+class WireFunction(BaseModel):
+    name: str
+    arguments: str | dict | None = None
+
+
+class WireToolCall(BaseModel):
+    id: str | None = None
+    function: WireFunction
+
+
+class WireMessage(BaseModel):
+    content: str | None = None
+    tool_calls: list[WireToolCall] | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class WireChoice(BaseModel):
+    message: WireMessage
+    finish_reason: str | None = None
+
+
+class WireUsage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class WireCompletion(BaseModel):
+    choices: list[WireChoice] = Field(min_length=1)
+    usage: WireUsage | None = None
+
+
+class WireModel(BaseModel):
+    id: str
+    max_model_len: int | None = Field(None, description="vLLM: the model's context window")
+
+
+class WireModels(BaseModel):
+    data: list[WireModel]
 
 
 class ParsedCall(BaseModel):
@@ -264,6 +319,23 @@ def error_text(err: openai.APIStatusError) -> str:
     return one_line(body or err.message)
 
 
+class Refused(BaseModel):
+    """A request the endpoint refused or could not answer: kept so the caller can record every request."""
+
+    request: dict
+    error: str
+
+
+def token_limit(message: str) -> tuple[int, int | None] | None:
+    """(context window, prompt tokens if named) when a refusal is about the token limit, else None."""
+    window = WINDOW_IN_ERROR.search(message)
+    if window is None:
+        return None
+    prompt = PROMPT_IN_ERROR.search(message)
+    prompt_tokens = int(next(g for g in prompt.groups() if g)) if prompt else None
+    return int(next(g for g in window.groups() if g)), prompt_tokens
+
+
 class LLMClient:
     def __init__(
         self,
@@ -283,6 +355,42 @@ class LLMClient:
         )
         self.caps = Capabilities(strict=settings.strict != "off")
         self.last_request: dict = {}
+        self.refused: list[Refused] = []  # this chat's refused requests, the failing one last
+        self.context_window: int | None = None
+        self.models_read = False
+        self.chars_per_token = FIRST_CHARS_PER_TOKEN
+
+    def read_models(self) -> list[str] | None:
+        """The model ids `/v1/models` lists (None when it lists nothing readable); the endpoint model's
+        `max_model_len`, where the server reports one, becomes the context window."""
+        self.models_read = True
+        try:
+            listed = WireModels.model_validate_json(self.sdk.models.with_raw_response.list().http_response.text)
+        except (openai.OpenAIError, ValidationError, UnicodeDecodeError):
+            return None
+        ours = [m for m in listed.data if m.id == self.endpoint.model] or listed.data[:1]
+        if ours and ours[0].max_model_len:
+            self.context_window = ours[0].max_model_len
+        return [m.id for m in listed.data]
+
+    def prompt_estimate(self, messages: list[dict], tools: list[ToolSpec]) -> int:
+        """The prompt's tokens as this endpoint counts them, erring high: characters of the request as it will
+        be sent, at the ratio the server's own usage showed (a conservative guess until it reports one)."""
+        body = self.request(messages, tools, MIN_COMPLETION_TOKENS)
+        chars = len(json.dumps(body["messages"])) + len(json.dumps(body.get("tools", [])))
+        return int(chars / self.chars_per_token * ESTIMATE_MARGIN) + 1
+
+    def fitted(self, prompt_tokens: int, max_tokens: int) -> int:
+        """max_tokens lowered to what the context window leaves after the prompt."""
+        if self.context_window is None:
+            return max_tokens
+        room = self.context_window - prompt_tokens
+        if room < MIN_COMPLETION_TOKENS:
+            raise LLMError(
+                f"the prompt (about {prompt_tokens} tokens) does not fit {self.endpoint.where}'s context window "
+                f"of {self.context_window} tokens"
+            )
+        return min(max_tokens, room)
 
     def request(self, messages: list[dict], tools: list[ToolSpec], max_tokens: int) -> dict:
         """The request body as it will be sent with the current capabilities."""
@@ -316,20 +424,52 @@ class LLMClient:
         return out
 
     def chat(self, messages: list[dict], tools: list[ToolSpec], max_tokens: int) -> LLMReply:
-        for _ in range(6):  # each pass can drop one refused feature
+        """One answer. Requests refused on the way (a dropped feature, a lowered max_tokens) and the failing
+        one, if any, are in `self.refused` afterwards."""
+        self.refused = []
+        lowered = False
+        for _ in range(7):  # each pass can drop one refused feature, or lower max_tokens once
+            max_tokens = self.fitted(self.prompt_estimate(messages, tools), max_tokens)
             body = self.request(messages, tools, max_tokens)
             self.last_request = body
             started = time.monotonic()
             try:
-                completion = self.sdk.chat.completions.create(**body)
+                raw = self.sdk.chat.completions.with_raw_response.create(**body)
             except openai.BadRequestError as err:
-                if self._drop_refused_feature(error_text(err), body):
+                message = error_text(err)
+                limit = None if lowered else token_limit(message)
+                if limit is not None:
+                    lowered = True
+                    max_tokens = self._lowered(limit, body, max_tokens, message)
+                    self.refused.append(Refused(request=body, error=f"HTTP 400: {message}"))
                     continue
-                raise LLMError(f"{self.endpoint.where} refused the request (HTTP 400): {error_text(err)}") from None
+                self.refused.append(Refused(request=body, error=f"HTTP 400: {message}"))
+                if self._drop_refused_feature(message, body):
+                    continue
+                raise LLMError(f"{self.endpoint.where} refused the request (HTTP 400): {message}") from None
             except openai.OpenAIError as err:
-                raise self._failure(err) from None
-            return self._reply(completion, body, round(time.monotonic() - started, 3))
+                failure = self._failure(err)
+                self.refused.append(Refused(request=body, error=str(failure)))
+                raise failure from None
+            try:
+                return self._reply(raw.http_response, body, round(time.monotonic() - started, 3))
+            except LLMError as err:
+                self.refused.append(Refused(request=body, error=str(err)))
+                raise
         raise LLMError(f"{self.endpoint.where} kept refusing requests: dropped {', '.join(self.caps.dropped)}")
+
+    def _lowered(self, limit: tuple[int, int | None], body: dict, max_tokens: int, message: str) -> int:
+        """max_tokens for the one retry after a 400 about the token limit; the window is kept."""
+        window, prompt_tokens = limit
+        self.context_window = min(window, self.context_window or window)
+        prompt = prompt_tokens if prompt_tokens is not None else self.prompt_estimate(body["messages"], [])
+        room = window - prompt
+        if room < MIN_COMPLETION_TOKENS or room >= max_tokens:
+            raise LLMError(
+                f"{self.endpoint.where} refused the request (HTTP 400): {message}; the prompt (about {prompt} "
+                f"tokens) leaves no room in its context window of {window} tokens"
+            )
+        return room
 
     def _drop_refused_feature(self, message: str, body: dict) -> bool:
         text = message.lower()
@@ -370,14 +510,29 @@ class LLMClient:
             return LLMError(f"{where} answered HTTP {err.status_code}{retried}: {error_text(err)}")
         return LLMError(f"{where}: {type(err).__name__}: {one_line(err)}")
 
-    def _reply(self, completion: Any, body: dict, latency_s: float) -> LLMReply:
-        if not getattr(completion, "choices", None):
-            raise LLMError(f"{self.endpoint.where} answered without choices")
+    def _completion(self, response: httpx.Response) -> WireCompletion:
+        """The body as a chat completion, or one line saying what came instead."""
+        try:
+            text = response.text
+            return WireCompletion.model_validate_json(text)
+        except (ValidationError, UnicodeDecodeError, httpx.HTTPError) as err:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            what = (
+                f"{first_error(err)}: {one_line(response.text, 120)}"
+                if isinstance(err, ValidationError)
+                else one_line(err, 120)
+            )
+            raise LLMError(
+                f"{self.endpoint.where} answered HTTP {response.status_code} ({kind}) with something that is not "
+                f"a chat completion: {what}"
+            ) from None
+
+    def _reply(self, response: httpx.Response, body: dict, latency_s: float) -> LLMReply:
+        completion = self._completion(response)
         choice = completion.choices[0]
         message = choice.message
         raw = message.content or ""
-        extra = message.model_extra or {}
-        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        reasoning = message.reasoning_content or message.reasoning
         content, thinking = split_thinking(raw)
         if message.tool_calls:
             calls = [
@@ -390,6 +545,8 @@ class LLMClient:
         usage = completion.usage
         if usage is not None and usage.prompt_tokens is not None:
             counted = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens or 0)
+            chars = len(json.dumps(body["messages"])) + len(json.dumps(body.get("tools", [])))
+            self.chars_per_token = max(1.0, chars / max(1, usage.prompt_tokens))
         else:
             counted = Usage(
                 prompt_tokens=estimate_tokens(body["messages"]) + estimate_tokens(body.get("tools", [])),
@@ -455,6 +612,7 @@ class ProbeReport(BaseModel):
     model: str
     answers: bool = False
     models_listed: list[str] | None = None
+    context_window: int | None = Field(None, description="max_model_len from /v1/models, or from a refusal")
     native_tool_calls: bool = False
     text_tool_calls: bool = False
     tool_choice: str = "required"
@@ -481,15 +639,12 @@ def probe(
     reasoning_content): what works is recorded; the client keeps the capabilities it learned."""
     client = LLMClient(endpoint, settings, max_retries=max_retries, timeout_s=timeout_s)
     report = ProbeReport(endpoint=endpoint.where, model=endpoint.model)
-    try:
-        report.models_listed = [m.id for m in client.sdk.models.list().data]
-    except openai.OpenAIError:
-        report.models_listed = None
+    report.models_listed = client.read_models()
     messages = [
         {"role": "system", "content": "You are a connectivity probe. Use the tool you are given."},
         {"role": "user", "content": 'Call the tool `echo` with word "pong".'},
     ]
-    budget = min(settings.max_completion_tokens, 1024)
+    budget = settings.max_completion_tokens  # what the planner asks for, so a limit shows here first
     try:
         reply = client.chat(messages, [ECHO], budget)
         report.answers = True
@@ -501,6 +656,11 @@ def probe(
         echo = next((c for c in reply.calls if c.name == "echo" and c.arguments is not None), None)
         report.native_tool_calls = bool(echo and reply.native)
         report.text_tool_calls = bool(echo and not reply.native)
+        if echo is None and reply.finish_reason == "length":
+            report.error = (
+                f"the reply was cut off (finish_reason: length) after {reply.usage.completion_tokens} completion "
+                f"tokens of the {client.last_request.get(client.caps.max_tokens_param)} asked, before any tool call"
+            )
         if echo and reply.native:
             follow = [
                 *messages,
@@ -513,7 +673,14 @@ def probe(
             report.reasoning_sent_back = True if report.reasoning_content else None
     except LLMError as err:
         report.error = str(err)
-    report.strict = client.caps.native_tools and client.caps.strict
-    report.tool_choice = client.caps.tool_choice if client.caps.native_tools else "none (tools refused)"
+    # Only a native call that came back shows what the endpoint honours; not being refused shows nothing.
+    report.strict = report.native_tool_calls and client.caps.strict
+    if not client.caps.native_tools:
+        report.tool_choice = "none (tools refused)"
+    elif report.native_tool_calls:
+        report.tool_choice = client.caps.tool_choice
+    else:
+        report.tool_choice = f"{client.caps.tool_choice} sent, unconfirmed (no native tool call came back)"
+    report.context_window = client.context_window
     report.dropped = list(client.caps.dropped)
     return report, client

@@ -27,7 +27,7 @@ from fr_agent.playbooks.llm_client import (
     LLMError,
     LLMReply,
     ParsedCall,
-    estimate_tokens,
+    Refused,
     probe,
     resolve_endpoint,
     strip_calls,
@@ -116,7 +116,7 @@ def round_context(round: PlanRound, excerpt_chars: int) -> str:
         "## Diagnosis\n" + "\n".join(diagnosis),
     ]
     log_path = round.failure.get("log_path")
-    if log_path and Path(log_path).is_file():
+    if log_path and excerpt_chars > 0 and Path(log_path).is_file():
         parts.append(
             f"## Log excerpt ({Path(log_path).name}; read_log reads more)\n"
             + log_excerpt(Path(log_path), d.evidence, excerpt_chars)
@@ -210,6 +210,8 @@ class LLMPlanner:
 
     def propose(self, round: PlanRound) -> list[ToolCall]:
         budget = Budget(self.llm, round, self.run_dir.name if self.run_dir else "this run")
+        if not self.client.models_read:  # once: the context window, where the server reports one
+            self.client.read_models()
         try:
             calls = Conversation(self, round, budget).run()
         except FallBack as why:
@@ -256,8 +258,26 @@ class LLMPlanner:
             run_tokens=budget.run_used,
             dropped_features=len(self.client.caps.dropped),
         )
+        self.converse({"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()})
+
+    def record_refused(self, round: PlanRound, budget: Budget, turn: int, refused: Refused) -> None:
+        """A request the endpoint refused or could not answer: on record like any other, with its error."""
+        round.emit(
+            "llm_call",
+            attempt=round.attempt,
+            purpose="plan",
+            model=self.endpoint.model,
+            endpoint=self.endpoint.where,
+            turn=turn,
+            error=refused.error,
+            round_tokens=budget.round_used,
+            run_tokens=budget.run_used,
+            dropped_features=len(self.client.caps.dropped),
+        )
+        self.converse({"attempt": round.attempt, "turn": turn, "request": refused.request, "error": refused.error})
+
+    def converse(self, line: dict) -> None:
         if self.run_dir is not None:
-            line = {"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()}
             with (self.run_dir / "llm-conversation.jsonl").open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(redact_value("conversation", line), default=str) + "\n")
 
@@ -271,20 +291,49 @@ class Conversation:
 
     def __init__(self, planner: LLMPlanner, round: PlanRound, budget: Budget):
         self.planner, self.round, self.budget = planner, round, budget
-        context = round_context(round, planner.llm.log_excerpt_chars)
-        self.messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": context}]
+        self.messages = self.fitted_messages()
         self.investigations = 0
         self.refused: list[str] = []
+
+    def fitted_messages(self) -> list[dict]:
+        """The round's opening messages; where the endpoint's context window is known, the log excerpt is
+        trimmed (to nothing if need be) so the prompt leaves room for an answer."""
+        client, llm = self.planner.client, self.planner.llm
+        chars = llm.log_excerpt_chars
+        while True:
+            context = round_context(self.round, chars)
+            messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": context}]
+            window = client.context_window
+            if window is None:
+                return messages
+            answer = min(llm.max_completion_tokens, max(MIN_COMPLETION_TOKENS, window // 4))
+            over = client.prompt_estimate(messages, ALL_SPECS) + answer - window
+            if over <= 0 or chars == 0:
+                break
+            chars = max(0, chars - int(over * client.chars_per_token) - 1)
+            chars = chars if chars >= 200 else 0  # a few lines or none
+        if chars < llm.log_excerpt_chars:
+            self.round.emit(
+                "note",
+                attempt=self.round.attempt,
+                message="log excerpt trimmed to fit the endpoint's context window",
+                reason=f"{chars} of {llm.log_excerpt_chars} characters; a window of {window} tokens",
+                planner="llm",
+            )
+        return messages
 
     def run(self) -> list[ToolCall]:
         planner, invalid = self.planner, 0
         for turn in range(1, 100):
-            prompt_estimate = estimate_tokens(self.messages) + estimate_tokens([s.schema(False) for s in ALL_SPECS])
-            max_tokens = self.budget.allowance(prompt_estimate)
+            max_tokens = self.budget.allowance(planner.client.prompt_estimate(self.messages, ALL_SPECS))
             try:
                 reply = planner.client.chat(self.messages, ALL_SPECS, max_tokens)
             except LLMError as err:
+                for refused in planner.client.refused:
+                    planner.record_refused(self.round, self.budget, turn, refused)
                 raise FallBack(str(err)) from None
+            for refused in planner.client.refused:
+                planner.record_refused(self.round, self.budget, turn, refused)
             self.budget.spend(reply.usage.total)
             planner.record(self.round, self.budget, turn, planner.client.last_request, reply)
             self.messages.append(reply.assistant_message)
@@ -432,7 +481,9 @@ class AutoPlanner:
             why = report.error or "its replies carry no tool call the planner can read"
             return PlaybookPlanner(), f"{endpoint.where} failed the capability probe: {why}", event
         planner = LLMPlanner(endpoint, settings, run_dir)
-        planner.client.caps = client.caps
+        learned = ("caps", "context_window", "models_read", "chars_per_token")
+        for name in learned:  # the probe's client had its own retries and timeout; what it learned carries over
+            setattr(planner.client, name, getattr(client, name))
         return planner, f"{endpoint.model} at {endpoint.where} answers the capability probe", event
 
     def propose(self, round: PlanRound) -> list[ToolCall]:

@@ -4,7 +4,9 @@ speaks the OpenAI chat-completions API (`fr-agent llm serve-scripted SCRIPT`).
 A script (YAML or JSON) gives replies in order, a function of the request (`respond: file.py:function` or
 `module:function`), or both (the function answers once the replies are used up). `quirks` make the server
 behave like endpoints seen in the wild: refusing `strict` or `tool_choice` or tools altogether, DeepSeek's
-400 when a tool-calling turn comes back without its `reasoning_content`, no usage numbers. Every exchange
+400 when a tool-calling turn comes back without its `reasoning_content`, no usage numbers, vLLM's small
+context window (`max_model_len` in `/v1/models`, its 400s in its own words), a tokenizer denser than four
+characters a token; a reply can be junk (`body`: any text, `truncated`: fewer bytes than promised). Every exchange
 can be recorded as JSON lines and replayed later (`replies: [{raw: ...}]`, see `replay_script`).
 """
 
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from pydantic import Field, ValidationError
 
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.types import Strict, first_error
-from fr_agent.playbooks.llm_client import calls_in_text, estimate_tokens
+from fr_agent.playbooks.llm_client import calls_in_text
 
 
 class ScriptedCall(Strict):
@@ -46,6 +49,10 @@ class ScriptedReply(Strict):
     retry_after_ms: int | None = None
     delay_s: float = 0.0
     raw: dict | None = Field(None, description="a whole response (or error) body, returned verbatim (replays)")
+    body: str | None = Field(None, description="junk: this text is the whole body, as `content_type`")
+    content_type: str = "text/html"
+    truncated: bool = Field(False, description="the connection closes before the promised Content-Length")
+    finish_reason: str | None = Field(None, description="instead of stop / tool_calls (e.g. length)")
 
 
 class Quirks(Strict):
@@ -56,6 +63,9 @@ class Quirks(Strict):
     require_reasoning_content: bool = Field(False, description="DeepSeek: tool-calling turns need it sent back")
     tool_calls_as_text: bool = False
     omit_usage: bool = False
+    max_model_len: int | None = Field(None, description="vLLM: reported by /v1/models and enforced with its 400s")
+    chars_per_token: float = Field(4.0, gt=0, description="how the usage numbers count tokens")
+    models_body: str | None = Field(None, description="junk: /v1/models answers this text")
 
 
 class Script(Strict):
@@ -66,6 +76,15 @@ class Script(Strict):
 
 
 Responder = Callable[[dict], dict | ScriptedReply]
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A body sent as is: junk an endpoint may answer."""
+
+    text: str
+    content_type: str
+    truncated: bool = False
 
 
 def load_script(path: Path) -> Script:
@@ -105,7 +124,9 @@ def replay_script(recording: Path, model: str = "scripted-llm") -> Script:
         for line in Path(recording).read_text().splitlines():
             exchange = json.loads(line)
             status = exchange.get("status", 200)
-            replies.append(ScriptedReply(status=None if status == 200 else status, raw=exchange["response"]))
+            response = exchange["response"]
+            junk = {"body": response} if isinstance(response, str) else {"raw": response}
+            replies.append(ScriptedReply(status=None if status == 200 else status, **junk))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise FrAgentError(f"cannot replay {recording}: not a recording of exchanges ({type(err).__name__})") from None
     return Script(model=model, replies=replies)
@@ -126,14 +147,15 @@ class ScriptedLLM:
     def requests(self) -> list[dict]:
         return [e["request"] for e in self.exchanges]
 
-    def answer(self, request: dict) -> tuple[int, dict, dict[str, str]]:
+    def answer(self, request: dict) -> tuple[int, dict | RawBody, dict[str, str]]:
         with self._lock:
             refusal = self._refusal(request)
             if refusal:
                 status, body, headers, delay = 400, error_body(refusal, "invalid_request_error"), {}, 0.0
             else:
                 status, body, headers, delay = self._scripted(request)
-            exchange = {"request": request, "status": status, "response": body}
+            response = body.text if isinstance(body, RawBody) else body
+            exchange = {"request": request, "status": status, "response": response}
             self.exchanges.append(exchange)
             if self.record:
                 with self.record.open("a") as handle:
@@ -142,9 +164,28 @@ class ScriptedLLM:
             time.sleep(delay)
         return status, body, headers
 
+    def tokens(self, value: Any) -> int:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        return max(1, int(len(text) / self.script.quirks.chars_per_token))
+
     def _refusal(self, request: dict) -> str | None:
         quirks = self.script.quirks
         tools = request.get("tools") or []
+        window = quirks.max_model_len
+        asked = request.get("max_tokens", request.get("max_completion_tokens"))
+        if window is not None and asked is not None:  # vLLM's own words, both checks
+            prompt = self.tokens(request.get("messages", [])) + self.tokens(tools)
+            if asked > window:
+                return (
+                    f"max_tokens={asked} cannot be greater than max_model_len={window}. "
+                    "Please request fewer output tokens."
+                )
+            if prompt + asked > window:
+                return (
+                    f"This model's maximum context length is {window} tokens. However, you requested "
+                    f"{prompt + asked} tokens ({prompt} in the messages, {asked} in the completion). "
+                    "Please reduce the length of the messages or completion."
+                )
         if quirks.reject_tools and tools:
             return "This model does not support tools."
         if quirks.reject_strict and any(t.get("function", {}).get("strict") for t in tools):
@@ -176,6 +217,9 @@ class ScriptedLLM:
         else:
             return 500, error_body("the script has no more replies", "server_error"), {}, 0.0
         headers = {"retry-after-ms": str(reply.retry_after_ms)} if reply.retry_after_ms is not None else {}
+        if reply.body is not None or reply.truncated:
+            text = reply.body if reply.body is not None else json.dumps(self._completion(request, reply))
+            return reply.status or 200, RawBody(text, reply.content_type, reply.truncated), headers, reply.delay_s
         if reply.status:
             return reply.status, reply.raw or error_body(reply.error, "scripted_error"), headers, reply.delay_s
         if reply.raw is not None:
@@ -215,11 +259,18 @@ class ScriptedLLM:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.script.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop"),
+                }
+            ],
         }
         if not self.script.quirks.omit_usage:
-            prompt = estimate_tokens(request.get("messages", [])) + estimate_tokens(request.get("tools", []))
-            completion = estimate_tokens(json.dumps(message))
+            prompt = self.tokens(request.get("messages", [])) + self.tokens(request.get("tools", []))
+            asked = request.get("max_tokens", request.get("max_completion_tokens"))
+            completion = min(self.tokens(json.dumps(message)), asked or 1 << 30)
             body["usage"] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -248,6 +299,17 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_raw(self, status: int, body: RawBody, headers: dict[str, str] | None = None) -> None:
+        data = body.text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", body.content_type)
+        self.send_header("Content-Length", str(len(data) * 2 if body.truncated else len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2] if body.truncated else data)
+        self.close_connection = True
+
 
 class _Handler(JsonHandler):
     llm: ScriptedLLM  # set on the subclass made per server
@@ -257,13 +319,14 @@ class _Handler(JsonHandler):
         if path in ("/health", "/v1/health"):
             self.send_json(200, {"status": "ok"})
         elif path in ("/v1/models", "/models"):
-            self.send_json(
-                200,
-                {
-                    "object": "list",
-                    "data": [{"id": self.llm.script.model, "object": "model", "created": 0, "owned_by": "fr-agent"}],
-                },
-            )
+            quirks = self.llm.script.quirks
+            if quirks.models_body is not None:
+                self.send_raw(200, RawBody(quirks.models_body, "text/html"))
+                return
+            model = {"id": self.llm.script.model, "object": "model", "created": 0, "owned_by": "fr-agent"}
+            if quirks.max_model_len is not None:
+                model["max_model_len"] = quirks.max_model_len
+            self.send_json(200, {"object": "list", "data": [model]})
         else:
             self.send_json(404, error_body(f"no route {path}", "not_found"))
 
@@ -285,7 +348,10 @@ class _Handler(JsonHandler):
                 error_body(f"script function failed: {type(err).__name__}: {err}", "server_error"),
                 {},
             )
-        self.send_json(status, body, headers)
+        if isinstance(body, RawBody):
+            self.send_raw(status, body, headers)
+        else:
+            self.send_json(status, body, headers)
 
 
 class ScriptedServer:

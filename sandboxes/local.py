@@ -27,6 +27,7 @@ from fr_agent.core.secrets import child_env, open_private
 from fr_agent.sandboxes.base import CommandResult, Sandbox
 
 PROBES = Path(__file__).parent / "probes"
+SERVER_PID = "server.pid"  # in the sandbox's logs: the engine server's pid, for a resumed run to stop
 HEAD_BYTES = 16_384
 # Host variables a sandbox inherits besides `child_env`'s allowlist: the CPU engine's BLAS needs these on
 # some hosts. Everything else (tokens, keys, the agent's own env) stays out.
@@ -74,6 +75,42 @@ class LocalServer:
         stop_process_group(self.process, grace_s=15)
 
 
+def _process_stat(pid: int) -> tuple[int, int]:
+    """(process group, start time in clock ticks after boot) of a live process, from /proc/PID/stat
+    (fields 5 and 22; the name in field 2 may hold spaces and parentheses)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[2]), int(fields[19])
+
+
+def _boot_time() -> float:
+    return next(
+        float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+    )
+
+
+def stale_server_group(pgid: int, written_at: float, marker: str) -> bool:
+    """Whether process group `pgid` is what is left of a server started from the sandbox whose path is `marker`,
+    and not a stranger's that was given the pid since. A process of the group must have `marker` in its argv;
+    if it is the leader, it must have started before its pid file was written (`written_at`; a second of slack,
+    as boot time is in whole seconds). A member other than the leader needs no time check: Linux gives no new
+    process a pid still used as a group id."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            group, start = _process_stat(int(entry.name))
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        if group != pgid or marker not in argv:
+            continue
+        if int(entry.name) != pgid:
+            return True
+        return _boot_time() + start / os.sysconf("SC_CLK_TCK") <= written_at + 1
+    return False
+
+
 def stop_process_group(process: subprocess.Popen, grace_s: float, first: signal.Signals = signal.SIGTERM) -> None:
     """`first` to the whole group, then SIGKILL after `grace_s`."""
     for sig, wait_s in ((first, grace_s), (signal.SIGKILL, 5)):
@@ -112,12 +149,15 @@ class LocalSandbox(Sandbox):
         self._stop_stale_server()
 
     def _stop_stale_server(self) -> None:
-        """A killed fr-agent leaves its engine running; a resumed run stops it before starting anew."""
-        pidfile = self.logs / "server.pid"
+        """A killed fr-agent leaves its engine running; a resumed run stops it before starting anew, if the
+        pid file's process group is still that server's and not a stranger's that was given its pid since."""
+        pidfile = self.logs / SERVER_PID
         if pidfile.exists():
             try:
-                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError, PermissionError):
+                pgid = int(pidfile.read_text())
+                if stale_server_group(pgid, pidfile.stat().st_mtime, str(self.root)):
+                    os.killpg(pgid, signal.SIGKILL)
+            except (OSError, ValueError):  # gone, not ours to signal, or a garbled file
                 pass
             pidfile.unlink()
 
@@ -213,7 +253,7 @@ class LocalSandbox(Sandbox):
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        with open_private(self.logs / "server.pid", "w") as pidfile:
+        with open_private(self.logs / SERVER_PID, "w") as pidfile:  # its mtime dates the server: stale_server_group
             pidfile.write(str(process.pid))
         return LocalServer(process, f"http://127.0.0.1:{port}", log_path)
 

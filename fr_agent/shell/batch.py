@@ -4,9 +4,9 @@ nothing that already passed and continues unfinished runs from their checkpoints
 
 Each launch is its own `fr-agent run` (or `fr-agent resume`) process, so a crash stays contained. Its
 run directory lives with every other run (`fr-agent transcripts show RUN` works on it). The batch
-directory holds `batch.json` (the state, replaced atomically after every change), a copy of the jobs
-file, and each launch's stdout/stderr. Executors decide only where a launch runs: here (`LocalExecutor`)
-or on a Ray cluster (`fr_agent.shell.batch_ray`).
+directory holds `batch.json` (the state, replaced atomically at most every second or so while launches
+run, and whenever the session ends), a copy of the jobs file, and each launch's stdout/stderr. Executors
+decide only where a launch runs: here (`LocalExecutor`) or on a Ray cluster (`fr_agent.shell.batch_ray`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
@@ -42,6 +43,9 @@ from fr_agent.shell.runs import summarize
 Outcome = str
 # Environment a launch needs wherever it runs; secrets are never copied here (a host's own env supplies them).
 FORWARDED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "FR_AGENT_CATALOG")
+# Writing batch.json costs O(jobs), so a running batch rewrites it at most this often (or after ten times
+# its last write's duration, if longer); a session always writes it when it ends.
+SAVE_EVERY_S = 1.0
 
 
 # ---------------------------------------------------------------------------------------------- jobs file
@@ -64,11 +68,8 @@ class Job(JobOptions):
     @property
     def id(self) -> str:
         """Readable and stable: `tiny-llama@cpu`, plus every option that differs from the default."""
-        defaults = JobOptions()
         extra = [
-            f"{k}={_short(k, v)}"
-            for k, v in self.model_dump().items()
-            if k in JobOptions.model_fields and v != getattr(defaults, k)
+            f"{k}={_short(k, v)}" for k in JobOptions.model_fields if (v := getattr(self, k)) != getattr(DEFAULTS, k)
         ]
         local = self.model.startswith(("/", ".", "~"))
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model).name if local else self.model).strip("-")
@@ -101,6 +102,9 @@ class Job(JobOptions):
 
     def resume_args(self, run_id: str) -> list[str]:
         return ["resume", run_id, "--yes", "--json"] + (["--config", self.config] if self.config else [])
+
+
+DEFAULTS = JobOptions()
 
 
 def _short(key: str, value) -> str:
@@ -227,10 +231,10 @@ def load_jobs(path: Path) -> tuple[JobsFile, list[Job]]:
         if job.config and not Path(job.config).is_file():
             raise FrAgentError(f"invalid jobs file {path}: job {job.id}: no settings file {job.config}")
     seen: set[str] = set()
-    for job in jobs:
-        if job.id in seen:
-            raise FrAgentError(f"invalid jobs file {path}: job {job.id} is listed twice")
-        seen.add(job.id)
+    for job_id in (job.id for job in jobs):
+        if job_id in seen:
+            raise FrAgentError(f"invalid jobs file {path}: job {job_id} is listed twice")
+        seen.add(job_id)
     return spec, jobs
 
 
@@ -589,18 +593,31 @@ class Batch:
         self.spec, self.batch_dir, self.state, self.home, self.executor = spec, batch_dir, state, home, executor
         self.order = [j.id for j in jobs]
         self.concurrency = concurrency or spec.concurrency
-        for job in jobs:
-            if job.id not in state.jobs:
-                state.jobs[job.id] = JobState(job=job)
+        for job_id, job in zip(self.order, jobs):
+            if job_id not in state.jobs:
+                state.jobs[job_id] = JobState(job=job)
             else:  # the file's current definition (same id) is what new launches use
-                state.jobs[job.id].job = job
+                state.jobs[job_id].job = job
+        # A job's place in the state names its runs: stable across sessions, even if the file is reordered.
+        self.index = {job_id: i for i, job_id in enumerate(state.jobs)}
         self.session = Session(started=now(), executor=executor.name, resumed=bool(state.sessions), pid=os.getpid())
         state.sessions.append(self.session)
         self.in_flight: dict[str, LaunchSpec] = {}
         self.stopping = False
+        self.unsaved = False
+        self.next_save = 0.0
 
     def save(self) -> None:
+        started = time.monotonic()
         save_state(self.batch_dir, self.state)
+        self.unsaved = False
+        self.next_save = time.monotonic() + max(SAVE_EVERY_S, 10 * (time.monotonic() - started))
+
+    def save_if_due(self) -> None:
+        """Changes reach batch.json once the last write is old enough. A kill -9 may lose the last second:
+        `next_launch` finds a launch that the saved state misses by its run directory."""
+        if self.unsaved and time.monotonic() >= self.next_save:
+            self.save()
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -621,27 +638,26 @@ class Batch:
     def next_launch(self, state: JobState) -> LaunchSpec | None:
         """The launch that moves this job on, or None when the job was settled without one."""
         job = state.job
-        if state.tries and state.tries[-1].outcome is None:  # a run the last session left unfinished
-            attempt = state.tries[-1]
-            run_dir = self.run_dir(attempt.run_id)
-            lost = attempt.launches[-1] if attempt.launches and attempt.launches[-1].seconds is None else None
-            if lost:  # killed with its batch: it counts until its run's last event
-                lost.seconds = _seconds_until_last_event(lost.started, run_dir)
+        if not state.tries or state.tries[-1].outcome is not None:
+            number = len(state.tries) + 1
+            state.tries.append(Try(number=number, run_id=f"{self.state.batch_id}-{self.index[job.id]:02d}-t{number}"))
+        attempt = state.tries[-1]
+        run_dir = self.run_dir(attempt.run_id)
+        lost = attempt.launches[-1] if attempt.launches and attempt.launches[-1].seconds is None else None
+        if lost:  # killed with its batch: it counts until its run's last event
+            lost.seconds = _seconds_until_last_event(lost.started, run_dir)
+        kind = "start"
+        if run_dir.is_dir():  # left by a session that died: noted as unfinished, or launched after its last save
             summary = summarize(run_dir) if RunFiles(run_dir).request.exists() else None
             if summary and summary["status"] != "unfinished":  # it finished; the batch died before noting it
                 self.record(state, summary["status"], summary["reason"], summary)
                 return None
-            kind = "resume" if summary else "start"
-            if not summary and run_dir.is_dir():  # killed before its request was written: nothing to keep
+            if summary:
+                kind = "resume"
+            else:  # killed before its request was written: nothing to keep
                 for path in sorted(run_dir.rglob("*"), reverse=True):
                     path.rmdir() if path.is_dir() else path.unlink()
                 run_dir.rmdir()
-        else:
-            number = len(state.tries) + 1
-            index = list(self.state.jobs).index(job.id)  # stable across sessions, even if the file is reordered
-            attempt = Try(number=number, run_id=f"{self.state.batch_id}-{index:02d}-t{number}")
-            state.tries.append(attempt)
-            kind = "start"
         why_not = self.executor.unavailable(job.chip)
         if why_not:
             self.record(state, "no_host", why_not, None)
@@ -672,22 +688,22 @@ class Batch:
 
     def run(self, on_change=None) -> BatchState:
         started = time.monotonic()
-        queue = [j for j in self.order if not self.state.jobs[j].final]
+        queue = deque(j for j in self.order if not self.state.jobs[j].final)
         previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
         try:
             while queue or self.in_flight:
                 while queue and len(self.in_flight) < self.concurrency:
-                    job_id = queue.pop(0)
+                    job_id = queue.popleft()
                     spec = self.next_launch(self.state.jobs[job_id])
                     if spec is None:
                         if not self.state.jobs[job_id].final:
-                            queue.insert(0, job_id)  # settled a leftover run; its retry goes next
-                        self.save()
+                            queue.appendleft(job_id)  # settled a leftover run; its retry goes next
+                        self.unsaved = True
                         continue
                     self.executor.submit(spec)
                     self.in_flight[job_id] = spec
                     self.session.launched.append(job_id)
-                    self.save()
+                    self.unsaved = True
                     if on_change:
                         on_change(self.state, job_id)
                 for job_id, result in self.executor.wait(timeout=1.0):
@@ -695,9 +711,10 @@ class Batch:
                     self.finish_launch(job_id, result)
                     if not self.state.jobs[job_id].final:
                         queue.append(job_id)
-                    self.save()
+                    self.unsaved = True
                     if on_change:
                         on_change(self.state, job_id)
+                self.save_if_due()
         except (KeyboardInterrupt, Interrupted):
             self.stopping = True
             for job_id, result in self.executor.interrupt():

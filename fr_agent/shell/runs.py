@@ -64,13 +64,25 @@ def run_dirs(settings: Settings) -> list[Path]:
     return sorted((p for p in settings.runs_dir.iterdir() if (p / REQUEST).exists()), key=lambda p: p.name)
 
 
+def started(run_dir: Path) -> bool:
+    """A run whose request reads and that wrote its first event (one stopped by bad input may hold only its
+    request, or a broken one)."""
+    try:
+        read_request(run_dir)
+        return RunFiles(run_dir).transcript.stat().st_size > 0
+    except (FrAgentError, OSError):
+        return False
+
+
 def find_run(settings: Settings, ref: str) -> Path:
-    """A run's folder by id, unique prefix, or 'latest'."""
+    """A run's folder by id, unique prefix, or 'latest': the newest run that started and whose request reads."""
     runs = run_dirs(settings)
     if ref == "latest":
-        if not runs:
-            raise FrAgentError(f"no runs under {settings.runs_dir}")
-        return max(runs, key=lambda p: (p / REQUEST).stat().st_mtime)
+        newest_first = sorted(runs, key=lambda p: (p / REQUEST).stat().st_mtime, reverse=True)
+        found = next((p for p in newest_first if started(p)), None)
+        if found is None:
+            raise FrAgentError(f"no started runs under {settings.runs_dir}")
+        return found
     matches = [p for p in runs if p.name == ref] or [p for p in runs if p.name.startswith(ref)]
     if len(matches) != 1:
         raise FrAgentError(f"no run {ref!r} under {settings.runs_dir}" if not matches else f"run {ref!r} is ambiguous")

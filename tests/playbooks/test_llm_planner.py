@@ -160,7 +160,8 @@ def test_think_tags_and_text_calls_through_a_whole_round(run):
         round_ = make_round(run)
         calls = planner_for(server, run).propose(round_)
     assert calls[0].args["package"] == "torchvision" and round_.source == "llm"
-    call = first(events(run), LLMCallEvent)
+    refused, call = of_kind(events(run), LLMCallEvent)  # tools refused (on record too), then the answer
+    assert "does not support tools" in refused.error and call.error is None
     assert call.think_tags and not call.native_calls
     assert first(events(run), ChatEvent).text == "Remove it."
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from fr_agent.core.recipe import ModelRef, PackagePin, Recipe
-from fr_agent.sandboxes.local import LocalSandbox
+from fr_agent.sandboxes.local import SERVER_PID, LocalSandbox
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,28 @@ def test_packages_install_and_remove_to_the_recipe(sandbox):
     without = with_six.model_copy(update={"removed": ["six"], "packages": []})
     assert sandbox.sync_packages(without, log_name="no-six").ok
     assert "six" not in sandbox.installed(without)
+
+
+def test_a_resumed_run_kills_its_stale_server_and_spares_a_process_that_got_its_pid(tmp_path, monkeypatch):
+    monkeypatch.setattr("fr_agent.sandboxes.local.pip_find_links", lambda: [])
+    root = tmp_path / "box"
+    box = LocalSandbox(root, tmp_path / "cache", tmp_path / "hf")
+    pidfile = box.logs / SERVER_PID
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)", str(root / "work")]  # runs "from the sandbox"
+    strangers = [
+        subprocess.Popen(["sleep", "120"], start_new_session=True),  # unrelated: not from this sandbox
+        subprocess.Popen(sleeper, start_new_session=True),  # from the sandbox, but started after the pid file
+    ]
+    try:
+        for stranger in strangers:
+            pidfile.write_text(str(stranger.pid))
+            os.utime(pidfile, (time.time() - 3600, time.time() - 3600))
+            box = LocalSandbox(root, tmp_path / "cache", tmp_path / "hf")  # a resumed run
+            assert stranger.poll() is None and not pidfile.exists()
+        server = box.start(sleeper, bare(), port=1, log_name="serve")  # the run's own; then the run is killed
+        LocalSandbox(root, tmp_path / "cache", tmp_path / "hf")  # ... and resumed
+        assert server.process.wait(timeout=10) == -9
+    finally:
+        for stranger in strangers:
+            stranger.kill()
+            stranger.wait()

@@ -5,9 +5,14 @@ executors run real `fr-agent` processes in test_batch_e2e.py and test_batch_ray.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fr_agent.core.errors import FrAgentError
 from fr_agent.core.events import Transcript
@@ -27,6 +32,7 @@ from fr_agent.shell.batch import (
     open_batch,
     summary_rows,
 )
+from fr_agent.shell.cli import app
 from tests.cli_helpers import fr_agent, one_line_error
 
 
@@ -271,7 +277,8 @@ def write_run(runs: Path, run_id: str, finished: str | None) -> Path:
 def test_resume_settles_finished_runs_resumes_unfinished_and_keeps_passed_jobs(tmp_path):
     path = jobs_file(
         tmp_path,
-        "include: [{model: a, chip: cpu}, {model: b, chip: cpu}, {model: c, chip: cpu}, {model: d, chip: cpu}]\n",
+        "include: [{model: a, chip: cpu}, {model: b, chip: cpu}, {model: c, chip: cpu}, {model: d, chip: cpu}, "
+        "{model: e, chip: cpu}]\n",
     )
     spec, jobs = load_jobs(path)
     home = tmp_path / "home"
@@ -289,11 +296,12 @@ def test_resume_settles_finished_runs_resumes_unfinished_and_keeps_passed_jobs(t
     write_run(home / "runs", f"{bid}-01-t1", finished=None)  # killed mid-run: resume from its checkpoint
     write_run(home / "runs", f"{bid}-02-t1", finished="passed")  # ended while the batch was dead: just noted
     (home / "runs" / f"{bid}-03-t1").mkdir()  # killed before its request was written
-    executor = ScriptedExecutor({"b@cpu": ["passed"], "d@cpu": ["passed"]})
+    write_run(home / "runs", f"{bid}-04-t1", finished=None)  # launched after the state's last save
+    executor = ScriptedExecutor({"b@cpu": ["passed"], "d@cpu": ["passed"], "e@cpu": ["passed"]})
     state = Batch(spec, jobs, directory, state, home, executor).run()
     launched = {s.job_id: s.args for s in executor.launched}
-    assert set(launched) == {"b@cpu", "d@cpu"}
-    assert launched["b@cpu"][:2] == ["resume", f"{bid}-01-t1"]
+    assert set(launched) == {"b@cpu", "d@cpu", "e@cpu"}
+    assert launched["b@cpu"][:2] == ["resume", f"{bid}-01-t1"] and launched["e@cpu"][:2] == ["resume", f"{bid}-04-t1"]
     assert (
         launched["d@cpu"][:6] == ["run", "d", "--chip", "cpu", "--yes", "--json"]
         and f"{bid}-03-t1" in launched["d@cpu"]
@@ -305,6 +313,7 @@ def test_resume_settles_finished_runs_resumes_unfinished_and_keeps_passed_jobs(t
         "b@cpu": ("passed", 1, 2),
         "c@cpu": ("passed", 1, 1),
         "d@cpu": ("passed", 1, 2),
+        "e@cpu": ("passed", 1, 1),
     }
     assert rows["c@cpu"]["reason"] == "it passed"
     lost = state.jobs["b@cpu"].tries[0].launches[0]  # killed with the batch: timed until its run's last event
@@ -329,3 +338,91 @@ def test_an_interrupt_leaves_in_flight_runs_open_for_resume(tmp_path):
     ]
     assert all(saved.jobs[j].tries[0].launches[0].exit_code == 130 for j in ("m-pass@cpu", "m-fail@cpu"))
     assert isinstance(saved, BatchState) and saved.sessions[-1].finished is not None
+
+
+# ---------------------------------------------------------------------------------------------- scale
+
+PASSED = {"status": "passed", "reason": "ok", "attempts": 1, "fixes": [], "eval": {"gate_passed": True}}
+
+
+class InstantExecutor:
+    """Every launch passes the moment it is submitted, so what is timed is the batch's own work. After
+    `sigterm_after` launches it sends its own process a SIGTERM, as `kill` would."""
+
+    name = "instant"
+
+    def __init__(self, sigterm_after: int | None = None):
+        self.running: list[LaunchSpec] = []
+        self.launched: Counter[str] = Counter()
+        self.launches = 0
+        self.sigterm_after = sigterm_after
+        self.signalled_at: float | None = None
+
+    def unavailable(self, chip: str) -> str | None:
+        return None
+
+    def submit(self, spec: LaunchSpec) -> None:
+        self.running.append(spec)
+        self.launched[spec.job_id] += 1
+        self.launches += 1
+
+    def wait(self, timeout: float) -> list[tuple[str, ProcessResult]]:
+        if self.sigterm_after is not None and self.launches >= self.sigterm_after and self.signalled_at is None:
+            self.signalled_at = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+        done, self.running = self.running, []
+        return [(s.job_id, ProcessResult(exit_code=0, seconds=0.1, host="here", summary=PASSED)) for s in done]
+
+    def interrupt(self) -> list[tuple[str, ProcessResult]]:
+        stopped = [(s.job_id, ProcessResult(exit_code=143, seconds=0.1, host="here")) for s in self.running]
+        self.running = []
+        return stopped
+
+
+def batch_cli(monkeypatch, executor: InstantExecutor, *args: str):
+    """`fr-agent batch ...` in this process, its launches on `executor`; (result, seconds it took)."""
+    monkeypatch.setattr("fr_agent.shell.cli.batch.LocalExecutor", lambda: executor)
+    started = time.monotonic()
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["batch", *args], catch_exceptions=False)
+    return result, time.monotonic() - started
+
+
+def many_jobs(tmp_path: Path, n: int) -> Path:
+    models = json.dumps([f"m{i}" for i in range(n // 2)])
+    return jobs_file(tmp_path, f"concurrency: 8\nmatrix: {{model: {models}, chip: [cpu, ascend]}}\n")
+
+
+def test_ten_thousand_jobs_are_scheduled_summarized_and_printed_in_seconds(tmp_path, monkeypatch):
+    path, home = many_jobs(tmp_path, 10_000), str(tmp_path / "home")
+    executor = InstantExecutor()
+    table, seconds = batch_cli(monkeypatch, executor, str(path), "--home", home)
+    assert table.exit_code == 0, table.output[-2000:]
+    assert seconds < 10, f"a 10k-job batch took {seconds:.1f}s"
+    assert "10000 jobs, 10000 passed" in table.stdout and "m4999@ascend" in table.stdout
+    assert len(executor.launched) == 10_000 and set(executor.launched.values()) == {1}
+    report, seconds = batch_cli(monkeypatch, executor, str(path), "--home", home, "--resume", "--json")
+    assert report.exit_code == 0 and seconds < 10, f"resuming a finished 10k-job batch took {seconds:.1f}s"
+    rows = json.loads(report.stdout)["jobs"]
+    assert len(rows) == 10_000 and {(r["status"], r["tries"]) for r in rows} == {("passed", 1)}
+    assert executor.launches == 10_000  # nothing launched again
+
+
+def test_sigterm_stops_a_ten_thousand_job_batch_in_seconds_and_it_resumes(tmp_path, monkeypatch):
+    path, home = many_jobs(tmp_path, 10_000), str(tmp_path / "home")
+    first = InstantExecutor(sigterm_after=5_000)
+    stopped, _ = batch_cli(monkeypatch, first, str(path), "--home", home, "--json")
+    assert first.signalled_at is not None
+    exited_after = time.monotonic() - first.signalled_at
+    assert stopped.exit_code == 130 and exited_after < 5, f"exited {exited_after:.1f}s after SIGTERM"
+    assert "--resume` continues it" in stopped.stderr
+    saved = load_state(next((tmp_path / "home" / "batches").iterdir()))
+    statuses = Counter(js.status for js in saved.jobs.values())
+    assert statuses["passed"] >= 4_990 and statuses["unfinished"] <= 8 and saved.sessions[0].finished is not None
+    second = InstantExecutor()
+    resumed, seconds = batch_cli(monkeypatch, second, str(path), "--home", home, "--resume", "--json")
+    assert resumed.exit_code == 0 and seconds < 10
+    assert {r["status"] for r in json.loads(resumed.stdout)["jobs"]} == {"passed"}
+    # Only the launches in flight at the SIGTERM ran again (as the same run: a resumed try, not a retry).
+    twice = [job for job in second.launched if first.launched[job]]
+    assert len(twice) == statuses["unfinished"] and set(first.launched.values()) | set(second.launched.values()) == {1}
+    assert len(first.launched) + len(second.launched) - len(twice) == 10_000

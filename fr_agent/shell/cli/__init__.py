@@ -253,8 +253,14 @@ def diagnose(
 
 @transcripts_app.command("list")
 def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """All runs, newest last."""
-    rows = [summarize(d) for d in run_dirs(settings_from(config, home))]
+    """All runs, newest last; a broken one is skipped with a warning."""
+    rows = []
+    for run_dir in run_dirs(settings_from(config, home)):
+        try:
+            rows.append(summarize(run_dir))
+        except (FrAgentError, OSError, UnicodeDecodeError) as err:
+            reason = err if isinstance(err, FrAgentError) else f"run {run_dir.name}: {err}"
+            err_console.print(f"[yellow]warning:[/yellow] skipped {escape(str(reason))}", soft_wrap=True)
     if as_json:
         print(
             json.dumps(
@@ -273,10 +279,10 @@ def transcripts_list(home: HomeOpt = None, config: ConfigOpt = None, as_json: Js
     for r in rows:
         gate = (r["eval"] or {}).get("gate_passed")
         table.add_row(
-            r["run_id"],
-            r["model"],
-            r["chip"],
-            r["status"],
+            escape(r["run_id"]),
+            escape(r["model"]),
+            escape(r["chip"]),
+            escape(r["status"]),
             str(r["attempts"]),
             str(len(r["fixes"])),
             "-" if gate is None else ("pass" if gate else "FAIL"),

@@ -4,7 +4,9 @@ and the HTML page behind `transcripts show --html`. Registered on the main app b
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,23 +41,41 @@ def _status_cell(status: str) -> str:
     return f"[{color}]{escape(status)}[/{color}]"
 
 
+BATCH_COLUMNS = ("job", "status", "tries", "attempts", "fixes", "gate", "time", "run", "reason")
+# rich lays a table out at ~0.5 ms a row: past this many jobs the summary is plain aligned lines.
+RICH_TABLE_ROWS = 500
+
+
+def _batch_cells(r: dict) -> list[str]:
+    gate = "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
+    return [
+        r["job"],
+        r["status"],
+        str(r["tries"]),
+        str(r["attempts"]),
+        str(r["fixes"]),
+        gate,
+        f"{r['seconds']:.0f}s",
+        r["run_id"] or "-",
+        " ".join(r["reason"][:120].split()),
+    ]
+
+
 def print_batch_table(rows: list[dict], title: str) -> None:
+    if len(rows) > RICH_TABLE_ROWS:
+        counts = Counter(r["status"] for r in rows)
+        lines = [[*BATCH_COLUMNS], *(_batch_cells(r) for r in rows)]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(BATCH_COLUMNS) - 1)]
+        print(f"{title}: {len(rows)} jobs, " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
+        sys.stdout.write("".join("  ".join(map(str.ljust, line, widths)) + "  " + line[-1] + "\n" for line in lines))
+        return
     table = Table(title=title)
-    for column in ("job", "status", "tries", "attempts", "fixes", "gate", "time", "run", "reason"):
+    for column in BATCH_COLUMNS:
         table.add_column(column, overflow="fold")
     for r in rows:
-        gate = "-" if r["gate_passed"] is None else ("pass" if r["gate_passed"] else "FAIL")
-        table.add_row(
-            escape(r["job"]),
-            _status_cell(r["status"]),
-            str(r["tries"]),
-            str(r["attempts"]),
-            str(r["fixes"]),
-            gate,
-            f"{r['seconds']:.0f}s",
-            escape(r["run_id"] or "-"),
-            escape(r["reason"][:120]),
-        )
+        cells = [escape(cell) for cell in _batch_cells(r)]
+        cells[1] = _status_cell(r["status"])
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -139,7 +159,8 @@ def batch(
         finally:
             if executor == "ray":
                 runner.close()
-    rows = [r for r in summary_rows(state) if r["job"] in {j.id for j in jobs}]
+    listed = {j.id for j in jobs}
+    rows = [r for r in summary_rows(state) if r["job"] in listed]
     if html:
         write_html(render_batch_html(rows, settings.runs_dir, state.batch_id), html)
     if as_json:

@@ -66,6 +66,7 @@ def check(
         rows = [
             ("answers", report.answers),
             ("models listed", ", ".join(report.models_listed or []) or "-"),
+            ("context window", report.context_window or "-"),
             ("native tool calls", report.native_tool_calls),
             ("tool calls as text", report.text_tool_calls),
             ("tool_choice", report.tool_choice),
