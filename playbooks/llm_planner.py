@@ -238,11 +238,7 @@ class LLMPlanner:
         ) / 1e6
         round.emit(
             "llm_call",
-            attempt=round.attempt,
-            purpose="plan",
-            model=self.endpoint.model,
-            endpoint=self.endpoint.where,
-            turn=turn,
+            **self.call_fields(round, budget, turn),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total,
@@ -254,26 +250,25 @@ class LLMPlanner:
             native_calls=reply.native,
             think_tags=reply.think_tags,
             reasoning_chars=len(reply.reasoning_content or reply.thinking or ""),
-            round_tokens=budget.round_used,
-            run_tokens=budget.run_used,
-            dropped_features=len(self.client.caps.dropped),
         )
         self.converse({"attempt": round.attempt, "turn": turn, "request": request, "reply": reply.model_dump()})
 
+    def call_fields(self, round: PlanRound, budget: Budget, turn: int) -> dict:
+        """What every llm_call event of a planning request says, answered or refused."""
+        return {
+            "attempt": round.attempt,
+            "purpose": "plan",
+            "model": self.endpoint.model,
+            "endpoint": self.endpoint.where,
+            "turn": turn,
+            "round_tokens": budget.round_used,
+            "run_tokens": budget.run_used,
+            "dropped_features": len(self.client.caps.dropped),
+        }
+
     def record_refused(self, round: PlanRound, budget: Budget, turn: int, refused: Refused) -> None:
         """A request the endpoint refused or could not answer: on record like any other, with its error."""
-        round.emit(
-            "llm_call",
-            attempt=round.attempt,
-            purpose="plan",
-            model=self.endpoint.model,
-            endpoint=self.endpoint.where,
-            turn=turn,
-            error=refused.error,
-            round_tokens=budget.round_used,
-            run_tokens=budget.run_used,
-            dropped_features=len(self.client.caps.dropped),
-        )
+        round.emit("llm_call", **self.call_fields(round, budget, turn), error=refused.error)
         self.converse({"attempt": round.attempt, "turn": turn, "request": refused.request, "error": refused.error})
 
     def converse(self, line: dict) -> None:
