@@ -341,14 +341,7 @@ def verify_fix(state: RunState, runtime: Rt) -> Command[Literal["run_stage", "pl
     if not verification.ok:  # roll back: the change is dropped; rerun re-syncs the sandbox from the recipe
         if label := rt.sandbox.rollback(fix_label(state)):  # and the environment goes back to before the fix
             rt.emit("note", state.attempt, message=f"sandbox rolled back to {label}")
-        return Command(
-            update={
-                **common,
-                "recipe": state.recipe_before_fix,
-                "failed_verifications": state.failed_verifications + 1,
-            },
-            goto="plan",
-        )
+        return Command(update={**common, "recipe": state.recipe_before_fix}, goto="plan")
     fix = Fix(
         tool=call.tool,
         args=call.args,

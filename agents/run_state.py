@@ -65,7 +65,6 @@ class RunState(BaseModel):
     pending: ToolCall | None = None
     tried: list[str] = []
     fixes: list[Fix] = []
-    failed_verifications: int = 0
     fixed_signature: str | None = None
     delivered_hints: list[str] = []
     outcomes: list[FixOutcome] = []  # every fix tried, with its outcome: the planner's history of this run
@@ -74,6 +73,11 @@ class RunState(BaseModel):
     reason: str = ""
     eval: dict | None = None
     publish_dir: str | None = None
+
+    @property
+    def failed_verifications(self) -> int:
+        """Fixes that failed their check in this run (each one is in `outcomes`)."""
+        return sum(outcome.result == "check_failed" for outcome in self.outcomes)
 
 
 # What a checkpoint may rebuild: the state's own types and nothing else (langgraph's serializer allowlist).
